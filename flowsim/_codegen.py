@@ -14,6 +14,7 @@ The cache directory is ``$FLOWSIM_CACHE_DIR`` or ``~/.cache/flowsim``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -34,6 +35,7 @@ import math
 import numpy as np
 from numba import prange
 
+from flowsim import _vmath as _vm
 from flowsim._jit import PARALLEL_MIN_WORK, jit, pjit
 
 '''
@@ -81,6 +83,19 @@ def serial_twins(source: str) -> str:
     return "\n\n\n".join(twins)
 
 
+@functools.cache
+def _dependencies() -> str:
+    """Source of the compiled modules that generated code calls into.
+
+    Numba's cache checks only a function's own file: a cached generated module
+    would keep stale (and, when a signature changed, crashing) copies of the
+    functions it calls.  Their source is therefore part of the module's name.
+    """
+    from flowsim import _jit, _vmath
+
+    return "".join(inspect.getsource(m) for m in (_jit, _vmath))
+
+
 def build_module(kind: str, parts: list[str]) -> ModuleType:
     """Write (if new) and import the module made of ``parts``.
 
@@ -93,7 +108,8 @@ def build_module(kind: str, parts: list[str]) -> ModuleType:
     """
     source = _HEADER + "\n\n".join(p.strip("\n") + "\n" for p in parts)
     source = source + "\n\n" + serial_twins(source) + "\n"
-    digest = hashlib.sha256((source + numba.__version__).encode()).hexdigest()[:20]
+    digest = hashlib.sha256((source + numba.__version__ + _dependencies()).encode())
+    digest = digest.hexdigest()[:20]
     name = f"flowsim_gen_{kind}_{digest}"
     if name in _modules:
         return _modules[name]

@@ -41,7 +41,8 @@ Schema (TOML; ``*`` marks required fields, brackets give defaults)::
     antisymmetric = false     # [false] mirrored neuron pairs, f(theta0) = 0 (even width)
 
     [solver]
-    method = "dopri5"         # ["dopri5"] dopri5 | dop853 | tsit5 (adaptive) | rk4 | gd | adam
+    method = "dopri5"         # ["dopri5"] dopri5 | dop853 | tsit5 | rodas | rkc | auto (adaptive) |
+                              #   rk4 | gd | adam
     t_end = 2e3               # * final time, original units (> 0)
     rtol = 1e-8               # [1e-8] in [1e-14, 0.1] (adaptive methods)
     atol = 1e-12              # [1e-12] in [0, 1] (adaptive methods)
@@ -507,8 +508,8 @@ class RunConfig:
                 "model.input_dim",
                 f"must match the data's dimension {d} ({self.data.kind!r}), got {model.input_dim}",
             )
-        if self.events and METHODS[self.solver.method][0] != "rk":
-            dense = sorted(m for m, spec in METHODS.items() if spec[0] == "rk")
+        if self.events and METHODS[self.solver.method][0] == "discrete":
+            dense = sorted(m for m, spec in METHODS.items() if spec[0] != "discrete")
             raise ConfigError(
                 "events",
                 f"method {self.solver.method!r} has no dense output to locate events on; "

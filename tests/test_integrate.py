@@ -15,7 +15,7 @@ from flowsim.integrate.tableaus import TABLEAUS
 
 ADAPTIVE = [name for name, tab in TABLEAUS.items() if tab.error_order > 0]
 # adaptive tableaus plus the automatic method switcher, when this build has it
-SMOOTH_METHODS = ADAPTIVE + [m for m in ("auto",) if m in METHODS]
+SMOOTH_METHODS = ADAPTIVE + [m for m in ("auto", "rodas") if m in METHODS]
 
 
 def _register(monkeypatch, tableau, adaptive):

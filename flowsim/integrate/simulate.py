@@ -27,6 +27,7 @@ METHODS: dict[str, tuple[str, str | int, bool]] = {
     "tsit5": ("rk", "tsit5", True),
     "rk4": ("rk", "rk4", False),
     "rkc": ("rkc", "rkc", True),
+    "rodas": ("rodas", "rodas", True),
     "auto": ("auto", "auto", True),
     "gd": ("discrete", 0, False),
     "adam": ("discrete", 1, False),
@@ -221,7 +222,10 @@ def simulate(
     t_end : float
         Final time, original units (for ``gd``/``adam``: ``iterations * dt``).
     method : str
-        ``"dopri5"``, ``"dop853"``, ``"tsit5"`` (adaptive), ``"rk4"`` (fixed
+        ``"dopri5"``, ``"dop853"``, ``"tsit5"`` (adaptive Runge-Kutta),
+        ``"rodas"`` (linearly implicit, for stiff flows; two-layer nets),
+        ``"rkc"`` (stabilized explicit, second order), ``"auto"`` (dopri5,
+        switching to rodas or rkc where the flow is stiff), ``"rk4"`` (fixed
         step ``dt``), ``"gd"`` (gradient descent, learning rate ``dt``) or
         ``"adam"`` (learning rate ``dt``, parameters ``adam``).
     rtol, atol : float
@@ -316,7 +320,10 @@ def simulate(
         mode, aux = no_switching()
 
     method_log = [(0.0, "dopri5" if family == "auto" else method)]
-    if family in ("rk", "rkc", "auto"):
+    rodas_ok = _rodas_supported(net, X.shape[0])
+    if family == "rodas" and rodas_ok is not True:
+        raise ValueError(f"method 'rodas' is not available here: {rodas_ok}")
+    if family in ("rk", "rkc", "rodas", "auto"):
         tab = TABLEAUS["dopri5" if family != "rk" else rule]
         K = np.zeros((tab.A.shape[0], P))
         stage_loss = np.zeros(tab.A.shape[0])
@@ -338,12 +345,19 @@ def simulate(
             kernels.rkc_solve(y_bar, Xa, y, c, dims, fst, ist, K_rkc, v_power, *outputs,
                               *event_arrays, mode, aux, chunk)  # fmt: skip
 
+        def rodas_chunk(chunk):
+            kernels.rodas_solve(y_bar, Xa, y, c, dims, fst, ist, K_rkc, *outputs,
+                                *event_arrays, mode, aux, chunk)  # fmt: skip
+
         if family == "rk":
             run_chunk = rk_chunk
         elif family == "rkc":
             run_chunk = rkc_chunk
+        elif family == "rodas":
+            run_chunk = rodas_chunk
         else:
-            run_chunk = _auto_switcher(kernels, rk_chunk, rkc_chunk, K, y_bar, Xa, y, c, dims,
+            stiff = ("rodas", rodas_chunk) if rodas_ok is True else ("rkc", rkc_chunk)
+            run_chunk = _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims,
                                        mode, aux, v_power, fst, ist, method_log, T)  # fmt: skip
     else:
         if events:
@@ -441,22 +455,57 @@ AUTO_STIFF = 2.0
 """dopri5 is stability-limited when h * rho exceeds this (its boundary is ~3.3)."""
 AUTO_NONSTIFF_STAGES = 2
 """RKC hands back to dopri5 when a whole chunk needed no more stages than this."""
+AUTO_NONSTIFF_RODAS = 0.5
+"""RODAS hands back to dopri5 when its steps fall below this multiple of 1/rho."""
+RODAS_MAX_BYTES = 2**30
+"""Largest work space of RODAS's linear algebra that ``auto`` and ``rodas`` accept."""
 
 
-def _auto_switcher(kernels, rk_chunk, rkc_chunk, K, y_bar, Xa, y, c, dims, mode, aux, v_power,
+def _rodas_supported(net, n: int):
+    """True, or the reason why RODAS cannot run on this net and data."""
+    if net.kind != "two_layer":
+        return "its analytic Jacobian is implemented for two-layer nets only"
+    P = net.n_params
+    D1 = P // net.width
+    # work space, plus the (n, P) Jacobian factors G and E built per step
+    words = (P * P if n >= P else net.width * D1 * D1 + 2 * P * n + n * n) + 2 * n * P
+    if 8 * words > RODAS_MAX_BYTES:
+        return (
+            f"its linear algebra needs {8 * words / 2**30:.1f} GiB for P = {P} parameters and "
+            f"n = {n} samples (limit {RODAS_MAX_BYTES / 2**30:.0f} GiB); use 'rkc'"
+        )
+    return True
+
+
+def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux, v_power,
                    fst, ist, method_log, T):  # fmt: skip
-    """``method="auto"``: dopri5 while the flow is not stiff, RKC while it is.
+    """``method="auto"``: dopri5 while the flow is not stiff, ``stiff`` while it is.
 
-    Like LSODA's switching: after each dopri5 chunk the spectral radius rho of
-    the Jacobian (power iteration on Hessian-vector products) tells whether the
-    step is held by stability (h * rho >= AUTO_STIFF); RKC hands back when its
-    stage count shows the stiffness is gone.  Every switch is logged.
+    ``stiff`` is ("rodas", chunk) where RODAS is available (two-layer nets of
+    moderate size), else ("rkc", chunk).  Like LSODA's switching: after each
+    dopri5 chunk the spectral radius rho of the Jacobian (power iteration on
+    Hessian-vector products) tells whether the step is held by stability
+    (h * rho >= AUTO_STIFF); the stiff method hands back when the stiffness is
+    gone (RKC: its stage count; RODAS: h * rho < AUTO_NONSTIFF_RODAS).  Every
+    switch is logged.
     """
+    stiff_name, stiff_chunk = stiff
     current = ["dopri5"]
     scratch = np.empty(y_bar.size)
     scratch_f = np.empty(y_bar.size)
 
-    kinked = mode.shape[0] > 0  # RKC has no kink treatment: stay with dopri5
+    kinked = mode.shape[0] > 0  # no kink treatment in the stiff methods: stay with dopri5
+
+    def rho_now(f0):
+        rho, used = kernels.spectral_radius(y_bar, f0, Xa, y, c, dims, mode, aux, v_power,
+                                            40, scratch, scratch_f)  # fmt: skip
+        ist[2] += used
+        return rho
+
+    def switch_to(name):
+        current[0] = name
+        ist[7] = 0  # the next method evaluates f0 itself
+        method_log.append((float(fst[0] * T), name))
 
     def run_chunk(chunk):
         if kinked:
@@ -466,23 +515,27 @@ def _auto_switcher(kernels, rk_chunk, rkc_chunk, K, y_bar, Xa, y, c, dims, mode,
             rk_chunk(chunk)
             if ist[4] != 0 or ist[7] == 0 or int(ist[0]) - before < AUTO_MIN_STEPS:
                 return
-            rho, used = kernels.spectral_radius(y_bar, K[0], Xa, y, c, dims, mode, aux, v_power,
-                                                40, scratch, scratch_f)  # fmt: skip
-            ist[2] += used
+            rho = rho_now(K[0])
             if fst[1] * rho >= AUTO_STIFF:
-                current[0] = "rkc"
                 fst[8] = 1.2 * rho
-                ist[7] = 0
                 ist[13] = 0
-                method_log.append((float(fst[0] * T), "rkc"))
-        else:
+                switch_to(stiff_name)
+        elif stiff_name == "rkc":
             ist[14] = 0
-            rkc_chunk(chunk)
+            stiff_chunk(chunk)
             if ist[4] == 0 and ist[7] == 1 and 0 < ist[14] <= AUTO_NONSTIFF_STAGES:
-                current[0] = "dopri5"
                 fst[1] = 0.0
-                ist[7] = 0
-                method_log.append((float(fst[0] * T), "dopri5"))
+                switch_to("dopri5")
+        else:
+            before = int(ist[0])
+            stiff_chunk(chunk)
+            if ist[4] != 0 or ist[7] == 0 or int(ist[0]) - before < AUTO_MIN_STEPS:
+                return
+            f0 = np.empty(y_bar.size)
+            kernels.flow(y_bar, Xa, y, c, dims, mode, aux, f0)
+            ist[2] += 1
+            if fst[1] * rho_now(f0) < AUTO_NONSTIFF_RODAS:
+                switch_to("dopri5")
 
     return run_chunk
 

@@ -168,6 +168,34 @@ def rkc_stages_for(h, rho):
 
 
 @jit
+def accept_hermite_step(
+    y, y1, K, hermite, h, t, t_new, loss1, X, Y, c, dims,
+    ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss, g_new,
+    save_t, save_state_row, out_t, out_loss, out_norms, out_maxnorm, out_states, fst, ist, yd,
+):  # fmt: skip
+    """Accept a step from (t, y) to (t_new, y1) whose dense output is the Hermite
+    interpolant (``K[0]`` = f(y), ``K[1]`` = f(y1)): locate events, save, then move
+    to y1.  Returns (the new time, whether a terminal event stopped the run)."""
+    n = y.size
+    for p in range(n):
+        K[2, p] = (y1[p] - y[p]) / h
+    event_values(ev_kind, ev_thr, y1, loss1, dims, g_new)
+    stop_event = step_outputs(
+        y, y1, K, hermite, h, t, t_new, loss1, X, Y, c, dims,
+        ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss, g_new,
+        save_t, save_state_row, out_t, out_loss, out_norms, out_maxnorm, out_states, ist, yd,
+    )  # fmt: skip
+    ist[I_ACCEPTED] += 1
+    if stop_event >= 0:
+        return stop_at_event(stop_event, y, ev_t, ev_states, ev_loss, fst, ist), True
+    for p in range(n):
+        y[p] = y1[p]
+        K[0, p] = K[1, p]
+    fst[F_LOSS] = loss1
+    return t_new, False
+
+
+@jit
 def rkc_solve(
     y, X, Y, c, dims, fst, ist, K, v_power,
     save_t, save_state_row, out_t, out_loss, out_norms, out_maxnorm, out_states,
@@ -276,25 +304,16 @@ def rkc_solve(
                 break
             continue
         t_new = t_end if last else t + h
-        for p in range(n):
-            K[2, p] = (y1[p] - y[p]) / h
-        event_values(ev_kind, ev_thr, y1, loss1, dims, g_new)
-        stop_event = step_outputs(
+        t, stopped = accept_hermite_step(
             y, y1, K, hermite, h, t, t_new, loss1, X, Y, c, dims,
             ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss, g_new,
-            save_t, save_state_row, out_t, out_loss, out_norms, out_maxnorm, out_states, ist, yd,
+            save_t, save_state_row, out_t, out_loss, out_norms, out_maxnorm, out_states,
+            fst, ist, yd,
         )  # fmt: skip
-        ist[I_ACCEPTED] += 1
         ist[I_RHO_AGE] += 1
         steps += 1
-        if stop_event >= 0:
-            t = stop_at_event(stop_event, y, ev_t, ev_states, ev_loss, fst, ist)
+        if stopped:
             break
-        for p in range(n):
-            y[p] = y1[p]
-            K[0, p] = K[1, p]
-        fst[F_LOSS] = loss1
-        t = t_new
         factor = 0.8 * max(err_norm, 1e-10) ** (-1.0 / 3.0)
         factor = min(10.0, max(0.1, factor))
         if rejected_last:

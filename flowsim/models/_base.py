@@ -8,7 +8,7 @@ import numpy as np
 
 from flowsim import _codegen
 from flowsim.activations import Activation, activation
-from flowsim.integrate import control, dense, discrete, events, explicit, stiff
+from flowsim.integrate import control, dense, discrete, events, explicit, rosenbrock, stiff
 
 
 def check_data(X, y, input_dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +138,7 @@ class Model:
     @functools.cached_property
     def kernels(self):
         """Generated module: this activation + model kernels + stepping loops."""
-        templates = [self._template, control, dense, events, explicit, discrete, stiff]
+        templates = [self._template, control, dense, events, explicit, discrete, stiff, rosenbrock]
         parts = [self.activation.source] + [_codegen.template_body(t) for t in templates]
         return _codegen.build_module(self.kind, parts)
 

@@ -178,3 +178,21 @@ def switch_project(theta, X, dims, k, i):
 @jit
 def switch_locate(y0, y1, K, P, h, X, y, c, dims, mode, aux, scratch, scratch_f):
     return 2.0, -1, -1
+
+
+# -- linearly implicit steps: not available for three layers (simulate refuses "rodas") --
+
+
+@jit
+def newton_work_size(dims, n):
+    return 1
+
+
+@jit
+def newton_factor(theta, X, y, c, dims, shift, work):
+    return False
+
+
+@jit
+def newton_solve(work, dims, n, rhs, out):
+    out[:] = rhs

@@ -21,24 +21,56 @@ from numba import prange
 
 from flowsim._jit import PARALLEL_MIN_WORK, jit, pjit
 from flowsim.integrate.dense import dense_eval
-from flowsim.models._placeholder import dsigma, sigma, sigma_dsigma
+from flowsim.models._placeholder import d2sigma, dsigma, sigma, sigma_dsigma
 
 # --- template body ---
 
 
+NEURON_BLOCK = 256
+"""Neurons per block of the vectorized passes (the block's buffers stay in L1)."""
+
+MAX_FORWARD_BLOCKS = 64
+
+
+@jit
+def _forward_blocks(m):
+    """Number of neuron blocks of the forward pass: depends on m only, not on threads."""
+    return min((m + NEURON_BLOCK - 1) // NEURON_BLOCK, MAX_FORWARD_BLOCKS)
+
+
 @pjit
 def forward(theta, X, c, dims, out):
-    """out[i] = f(x_i)."""
+    """out[i] = f(x_i).
+
+    Vectorized over samples: per neuron, the pre-activations of all samples
+    are built one input coordinate at a time, then the activation runs over
+    them in one call-free loop.  Neuron blocks (fixed by m) accumulate partial
+    outputs, summed in block order: the result does not depend on the threads.
+    """
     m = dims[0]
     D = dims[1]
     n = X.shape[0]
-    for i in prange(n):
-        s = 0.0
-        for k in range(m):
-            z = 0.0
+    XT = np.ascontiguousarray(X.T)
+    nb = _forward_blocks(m)
+    size = (m + nb - 1) // nb
+    part = np.zeros((nb, n))
+    for b in prange(nb):
+        z = np.empty(n)
+        row = part[b]
+        for k in range(b * size, min(m, (b + 1) * size)):
+            off = m + k * D
+            z[:] = 0.0
             for d in range(D):
-                z += theta[m + k * D + d] * X[i, d]
-            s += theta[k] * sigma(c[1] * z)
+                w = theta[off + d]
+                for i in range(n):
+                    z[i] += w * XT[d, i]
+            a = theta[k]
+            for i in range(n):
+                row[i] += a * sigma(c[1] * z[i])
+    for i in range(n):
+        s = 0.0
+        for b in range(nb):
+            s += part[b, i]
         out[i] = c[0] * s
 
 
@@ -129,11 +161,58 @@ def _sliding_weights(theta, X, e, dims, mode, aux, k, lo, hi, grad_w):
 
 
 @pjit
-def _backward(theta, X, e, c, dims, mode, aux, out):
+def _backward(theta, X, e, c, dims, out):
+    """Scaled gradient of the smooth activation's flow, given residuals ``e``.
+
+    Vectorized over neurons: in blocks of :data:`NEURON_BLOCK`, with the block's
+    input weights transposed, each sample updates the block's gradient
+    accumulators in call-free loops over neurons (no cross-lane reductions, so
+    no reassociation: each neuron's sums run over samples in order).
+    """
     m = dims[0]
     D = dims[1]
     n = X.shape[0]
-    switching = mode.shape[0] > 0
+    nb = (m + NEURON_BLOCK - 1) // NEURON_BLOCK
+    for b in prange(nb):
+        k0 = b * NEURON_BLOCK
+        L = min(m, k0 + NEURON_BLOCK) - k0
+        WT = np.empty((D, L))
+        for j in range(L):
+            for d in range(D):
+                WT[d, j] = theta[m + (k0 + j) * D + d]
+        ga = np.zeros(L)
+        gw = np.zeros((D, L))
+        z = np.empty(L)
+        r = np.empty(L)
+        for i in range(n):
+            ei = e[i]
+            z[:] = 0.0
+            for d in range(D):
+                xd = X[i, d]
+                for j in range(L):
+                    z[j] += WT[d, j] * xd
+            for j in range(L):
+                s, ds = sigma_dsigma(c[1] * z[j])
+                ga[j] += ei * s
+                r[j] = ei * ds
+            for d in range(D):
+                xd = X[i, d]
+                for j in range(L):
+                    gw[d, j] += r[j] * xd
+        for j in range(L):
+            k = k0 + j
+            out[k] = -c[2] * ga[j] / n
+            scale = -c[3] * theta[k] / n
+            for d in range(D):
+                out[m + k * D + d] = scale * gw[d, j]
+
+
+@pjit
+def _backward_frozen(theta, X, e, c, dims, mode, aux, out):
+    """As :func:`_backward` with the activation pattern frozen by ``mode``."""
+    m = dims[0]
+    D = dims[1]
+    n = X.shape[0]
     lo = dsigma(-1.0)
     hi = dsigma(1.0)
     for k in prange(m):
@@ -146,16 +225,12 @@ def _backward(theta, X, e, c, dims, mode, aux, out):
             z = 0.0
             for d in range(D):
                 z += theta[off + d] * X[i, d]
-            if switching:
-                md = mode[k, i]
-                if md == 2:
-                    has_sliding = True
-                    continue
-                ds = hi if md == 1 else lo
-                s = ds * z
-            else:
-                s, ds = sigma_dsigma(c[1] * z)
-            ga += e[i] * s
+            md = mode[k, i]
+            if md == 2:
+                has_sliding = True
+                continue
+            ds = hi if md == 1 else lo
+            ga += e[i] * ds * z
             r = e[i] * ds
             for d in range(D):
                 out[off + d] += r * X[i, d]
@@ -195,10 +270,15 @@ def flow(theta, X, y, c, dims, mode, aux, out):
     for i in range(n):
         e[i] -= y[i]
         total += e[i] * e[i]
-    if parallel:
-        _backward(theta, X, e, c, dims, mode, aux, out)
+    if mode.shape[0] > 0:
+        if parallel:
+            _backward_frozen(theta, X, e, c, dims, mode, aux, out)
+        else:
+            _backward_frozen_serial(theta, X, e, c, dims, mode, aux, out)  # noqa: F821 - twin
+    elif parallel:
+        _backward(theta, X, e, c, dims, out)
     else:
-        _backward_serial(theta, X, e, c, dims, mode, aux, out)  # noqa: F821 - generated twin
+        _backward_serial(theta, X, e, c, dims, out)  # noqa: F821 - generated twin
     return 0.5 * total / n
 
 
@@ -450,3 +530,227 @@ def switch_locate(y0, y1, K, P, h, X, y, c, dims, mode, aux, scratch, scratch_f)
                             ib = i
     aux[:, :] = q_end
     return best, kb, ib
+
+
+# -- linearly implicit steps: M = shift * I - J, J = d(flow)/d(theta) -------------
+# With e_i the residuals, E_i = d e_i / d theta and G_i the per-sample factor of the
+# flow (flow = -(1/n) sum_i e_i G_i):
+#     J = -(1/n) G^T E - B,   B = (1/n) sum_i e_i dG_i/dtheta   (block-diagonal per neuron)
+# so M = A + U V with A = shift I + B (blocks of size D + 1), U = G^T / n, V = E.
+# For n < P the Woodbury identity solves with M in O(P n) after an O(P n^2) factor:
+#     M^-1 r = A^-1 r - Z (I + V Z)^-1 V A^-1 r,   Z = A^-1 U;
+# otherwise M is formed (P x P) and inverted.  G^T and E^T are stored (P, n), so that
+# every neuron's rows are contiguous over samples and the loops vectorize.
+# work layout (float64): Ainv (m (D+1)^2) | Z (P n) | E^T (P n) | Kinv (n n), or Minv (P P).
+
+
+@jit
+def newton_work_size(dims, n):
+    m = dims[0]
+    D1 = dims[1] + 1
+    P = m * D1
+    if n < P:
+        return m * D1 * D1 + 2 * P * n + n * n
+    return P * P
+
+
+@jit
+def _invert_small(Mat, work):
+    """Invert the square ``Mat`` in place (Gauss-Jordan, partial pivoting).
+
+    Returns False when a pivot is zero or not finite."""
+    q = Mat.shape[0]
+    perm = work
+    for r in range(q):
+        perm[r] = r
+    for col in range(q):
+        piv = col
+        best = abs(Mat[col, col])
+        for r in range(col + 1, q):
+            if abs(Mat[r, col]) > best:
+                best = abs(Mat[r, col])
+                piv = r
+        if not (best > 0.0) or not math.isfinite(best):
+            return False
+        if piv != col:
+            for j in range(q):
+                tmp = Mat[col, j]
+                Mat[col, j] = Mat[piv, j]
+                Mat[piv, j] = tmp
+            tmp = perm[col]
+            perm[col] = perm[piv]
+            perm[piv] = tmp
+        inv = 1.0 / Mat[col, col]
+        Mat[col, col] = 1.0
+        for j in range(q):
+            Mat[col, j] *= inv
+        for r in range(q):
+            if r != col:
+                f = Mat[r, col]
+                if f != 0.0:
+                    Mat[r, col] = 0.0
+                    for j in range(q):
+                        Mat[r, j] -= f * Mat[col, j]
+    # the row swaps of the elimination become column swaps of the inverse
+    out = Mat.copy()
+    for j in range(q):
+        Mat[:, int(perm[j])] = out[:, j]
+    return True
+
+
+@jit
+def _param_index(m, D, k, r):
+    """Index in theta of entry r of neuron k's block (a_k, w_k1, ..., w_kD)."""
+    return k if r == 0 else m + k * D + r - 1
+
+
+@jit
+def _dot(u, v, n):
+    """sum_i u[i] v[i] with four interleaved partial sums (fixed order: deterministic;
+    independent chains, so it vectorizes without reassociation)."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    i = 0
+    while i + 4 <= n:
+        s0 += u[i] * v[i]
+        s1 += u[i + 1] * v[i + 1]
+        s2 += u[i + 2] * v[i + 2]
+        s3 += u[i + 3] * v[i + 3]
+        i += 4
+    while i < n:
+        s0 += u[i] * v[i]
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@jit
+def _jacobian_parts(theta, X, y, c, dims, shift, Ablk, GT, ET):
+    """A = shift I + B (blocks, into Ablk (m, D+1, D+1)); G^T and E^T, (P, n)."""
+    m = dims[0]
+    D = dims[1]
+    n = X.shape[0]
+    D1 = D + 1
+    e = np.empty(n)
+    predict(theta, X, c, dims, e)
+    for i in range(n):
+        e[i] = (e[i] - y[i]) / n
+    XT = np.ascontiguousarray(X.T)
+    z = np.empty(n)
+    dsig = np.empty(n)
+    tmp = np.empty(n)
+    ds = np.empty(n)
+    d2s = np.empty(n)
+    Ablk[:, :, :] = 0.0
+    for k in range(m):
+        a = theta[k]
+        off = m + k * D
+        z[:] = 0.0
+        for d in range(D):
+            w = theta[off + d]
+            for i in range(n):
+                z[i] += w * XT[d, i]
+        ga = GT[k]
+        ea = ET[k]
+        for i in range(n):
+            s, dsig[i] = sigma_dsigma(c[1] * z[i])
+            ds[i] = dsig[i]
+            d2s[i] = d2sigma(c[1] * z[i])
+            ga[i] = c[2] * s
+            ea[i] = c[0] * s
+        for i in range(n):
+            ds[i] *= e[i]  # e_i sigma'_i and e_i sigma''_i from here on
+            d2s[i] *= e[i]
+        for d in range(D):
+            gw = GT[off + d]
+            ew = ET[off + d]
+            xd = XT[d]
+            for i in range(n):
+                v = dsig[i] * xd[i]
+                gw[i] = c[3] * a * v
+                ew[i] = c[0] * c[1] * a * v
+                tmp[i] = d2s[i] * xd[i]
+            acc = _dot(ds, xd, n)
+            Ablk[k, 0, 1 + d] = c[2] * c[1] * acc
+            Ablk[k, 1 + d, 0] = c[3] * acc
+            for d2 in range(d + 1):
+                acc = _dot(tmp, XT[d2], n)
+                Ablk[k, 1 + d, 1 + d2] = c[3] * c[1] * a * acc
+                Ablk[k, 1 + d2, 1 + d] = Ablk[k, 1 + d, 1 + d2]
+        for r in range(D1):
+            Ablk[k, r, r] += shift
+
+
+@jit
+def newton_factor(theta, X, y, c, dims, shift, work):
+    """Factor M = shift I - J(theta) into ``work``; False if M is singular."""
+    m = dims[0]
+    D = dims[1]
+    n = X.shape[0]
+    D1 = D + 1
+    P = m * D1
+    Ablk = np.empty((m, D1, D1))
+    piv = np.empty(max(D1, n, P if n >= P else 1))
+    nA = m * D1 * D1
+    if n >= P:
+        GT = np.empty((P, n))
+        ET = np.empty((P, n))
+        _jacobian_parts(theta, X, y, c, dims, shift, Ablk, GT, ET)
+        Minv = work[: P * P].reshape((P, P))
+        Minv[:, :] = (GT / n) @ ET.T
+        for k in range(m):
+            for r in range(D1):
+                for q in range(D1):
+                    Minv[_param_index(m, D, k, r), _param_index(m, D, k, q)] += Ablk[k, r, q]
+        return _invert_small(Minv, piv)
+    Ainv = work[:nA].reshape((m, D1, D1))
+    Z = work[nA : nA + P * n].reshape((P, n))
+    ET = work[nA + P * n : nA + 2 * P * n].reshape((P, n))
+    Kinv = work[nA + 2 * P * n : nA + 2 * P * n + n * n].reshape((n, n))
+    GT = Z  # G^T is only needed to build Z = A^-1 G^T / n: use Z's space, block by block
+    _jacobian_parts(theta, X, y, c, dims, shift, Ablk, GT, ET)
+    blk = np.empty((D1, n))
+    for k in range(m):
+        Ainv[k, :, :] = Ablk[k]
+        if not _invert_small(Ainv[k], piv):
+            return False
+        for r in range(D1):
+            blk[r, :] = GT[_param_index(m, D, k, r)]
+        for r in range(D1):
+            row = Z[_param_index(m, D, k, r)]
+            row[:] = 0.0
+            for q in range(D1):
+                f = Ainv[k, r, q] / n
+                for i in range(n):
+                    row[i] += f * blk[q, i]
+    Kinv[:, :] = ET.T @ Z
+    for i in range(n):
+        Kinv[i, i] += 1.0
+    return _invert_small(Kinv, piv)
+
+
+@jit
+def newton_solve(work, dims, n, rhs, out):
+    """out = M^-1 rhs with the factor from :func:`newton_factor`."""
+    m = dims[0]
+    D = dims[1]
+    D1 = D + 1
+    P = m * D1
+    if n >= P:
+        Minv = work[: P * P].reshape((P, P))
+        out[:] = Minv @ rhs
+        return
+    nA = m * D1 * D1
+    Ainv = work[:nA].reshape((m, D1, D1))
+    Z = work[nA : nA + P * n].reshape((P, n))
+    ET = work[nA + P * n : nA + 2 * P * n].reshape((P, n))
+    Kinv = work[nA + 2 * P * n : nA + 2 * P * n + n * n].reshape((n, n))
+    for k in range(m):
+        for r in range(D1):
+            acc = 0.0
+            for q in range(D1):
+                acc += Ainv[k, r, q] * rhs[_param_index(m, D, k, q)]
+            out[_param_index(m, D, k, r)] = acc
+    s = Kinv @ (out @ ET)
+    out -= Z @ s

@@ -3,6 +3,9 @@
 flowsim validate [NAME ...] [--quick | --full] [--out DIR] [--json FILE]
 flowsim derive ACTIVATION [--json]
 flowsim run CONFIG.toml [--out DIR] [--quiet] [--force]
+flowsim sweep SWEEP.toml [--scheduler local|dask|tcp://HOST:PORT] [--workers N] [--store DIR]
+              [--threads N] [--dry-run] [--retry-failed] [--quiet]
+flowsim store ls|show|gc DIR ...
 """
 
 from __future__ import annotations
@@ -126,6 +129,136 @@ def _cmd_run(args) -> int:
     return 0 if traj.status in ("done", "event") else 1
 
 
+DEFAULT_STORE = Path("flowsim-results") / "store"
+
+
+def _cmd_sweep(args) -> int:
+    from flowsim.store import Store, StoreError
+    from flowsim.sweep import Sweep, run_sweep
+
+    def fail(message, code=2) -> int:
+        print(f"flowsim sweep: {message}", file=sys.stderr)
+        return code
+
+    try:
+        sweep = Sweep.from_toml(args.sweep)
+        runs = sweep.runs()
+    except (ValueError, OSError) as exc:
+        return fail(f"{args.sweep}: {_one_line(exc)}")
+    try:
+        store = Store(args.store)
+    except (StoreError, OSError) as exc:
+        return fail(f"--store: {_one_line(exc)}")
+    try:
+        result = run_sweep(sweep, store, scheduler=args.scheduler, workers=args.workers,
+                           threads=args.threads, retry_failed=args.retry_failed,
+                           dry_run=args.dry_run, progress=not args.quiet)  # fmt: skip
+    except ValueError as exc:
+        return fail(_one_line(exc))
+    except (RuntimeError, OSError) as exc:
+        return fail(_one_line(exc), 1)
+    name = sweep.name or Path(args.sweep).stem
+    if args.dry_run:
+        n_dup = f", {result.duplicates} duplicate points" if result.duplicates else ""
+        print(f"{name}: {len(runs)} runs, {result.total} distinct{n_dup}; {result.stored} in "
+              f"{store.root}; {len(result.planned)} would run:")  # fmt: skip
+        for run in result.planned:
+            was = store.status(run.key)
+            values = ", ".join(f"{k}={_cell(v)}" for k, v in run.point.items())
+            print(f"  {run.index:5d}  {run.key[:12]}  {'retry' if was else 'new  '}  {values}")
+        return 0
+    if not args.quiet:
+        print(f"{name}: {result.total} runs; {result.stored} were stored, {result.computed} "
+              f"computed, {result.elsewhere} computed by another process; {result.ok} ok, "
+              f"{result.failed} failed ({result.elapsed:.1f} s). Store: {store.root}")  # fmt: skip
+        for key, reason, message in result.failures[:20]:
+            print(f"  failed {key[:12]}  {reason}: {message}")
+        if len(result.failures) > 20:
+            print(f"  ... and {len(result.failures) - 20} more (flowsim store ls --failed)")
+        if result.failed and not args.retry_failed:
+            print("  (failures are not rerun; use --retry-failed)")
+    return 0 if result.failed == 0 else 1
+
+
+def _open_store(args):
+    from flowsim.store import Store, StoreError
+
+    try:
+        return Store(args.dir, create=False)
+    except (StoreError, OSError, ValueError) as exc:
+        print(f"flowsim store: {_one_line(exc)}", file=sys.stderr)
+        return None
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _cmd_store_ls(args) -> int:
+    store = _open_store(args)
+    if store is None:
+        return 2
+    rows = store.rows()
+    if args.failed:
+        rows = [r for r in rows if r["status"] == "failed"]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    running = store.running()
+    n_failed = sum(r["status"] == "failed" for r in rows)
+    print(f"{store.root}: {len(rows)} results ({len(rows) - n_failed} ok, {n_failed} failed)"
+          + (f", {len(running)} running" if running else ""))  # fmt: skip
+    if not rows:
+        return 0
+    # the config fields that differ between results, then a few numbers
+    fields = sorted({k for r in rows for k in r if "." in k and not k.startswith("event.")})
+    varying = [f for f in fields if len({repr(r.get(f)) for r in rows}) > 1]
+    events = sorted({k for r in rows for k in r if k.startswith("event.") and k.endswith(".t")})
+    columns = ["key", "status", "reason", *varying, "loss_final", *events, "wall_time"]
+    table = [columns] + [
+        [r["key"][:12] if c == "key" else _cell(r.get(c)) for c in columns] for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    for i, row in enumerate(table):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    return 0
+
+
+def _cmd_store_show(args) -> int:
+    from flowsim.store import StoreError
+
+    store = _open_store(args)
+    if store is None:
+        return 2
+    try:
+        key = store.resolve(args.key)
+    except StoreError as exc:
+        print(f"flowsim store show: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    record = store.record(key)
+    print(json.dumps(record, indent=2, sort_keys=True))
+    print("files: " + ", ".join(str(p) for p in sorted(store.path(key).iterdir())))
+    return 0
+
+
+def _cmd_store_gc(args) -> int:
+    store = _open_store(args)
+    if store is None:
+        return 2
+    removed = store.gc(failed=args.failed, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{store.root}: {verb} {len(removed)} entries")
+    for path in removed:
+        print(f"  {path.relative_to(store.root)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowsim",
@@ -179,6 +312,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--force", action="store_true", help="overwrite an existing result")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "sweep",
+        help="run many configs from a sweep file into a result store",
+        description="Expand SWEEP.toml (a base run config, a [grid], [zip] lists and seeds; "
+        "schema: flowsim/sweep.py) and run every config that the store lacks.  Exit status 0 "
+        "when every run of the sweep is stored as ok, 1 when some failed (non-finite, "
+        "max_wall, exception; kept as failures and not rerun without --retry-failed), 2 for "
+        "a bad sweep file or option.",
+    )
+    p.add_argument("sweep", type=Path, metavar="SWEEP.toml", help="sweep file")
+    p.add_argument("--scheduler", default="local", metavar="local|dask|tcp://HOST:PORT",
+                   help="local: process pool (default); dask: a Dask LocalCluster; "
+                   "tcp://HOST:PORT: a running Dask scheduler")  # fmt: skip
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes (local, dask; default: CPU count)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="Numba threads per worker (default 1)")  # fmt: skip
+    p.add_argument("--store", type=Path, default=DEFAULT_STORE, metavar="DIR",
+                   help=f"result store (default: ./{DEFAULT_STORE})")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
+    p.add_argument("--retry-failed", action="store_true", help="rerun stored failures")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("store", help="list, show or clean a result store")
+    store_sub = p.add_subparsers(dest="store_command", required=True)
+    q = store_sub.add_parser("ls", help="one line per result")
+    q.add_argument("dir", type=Path, metavar="DIR", help="store directory")
+    q.add_argument("--failed", action="store_true", help="only the failures")
+    q.add_argument("--json", action="store_true", help="print the rows as JSON")
+    q.set_defaults(func=_cmd_store_ls)
+    q = store_sub.add_parser("show", help="the record of one result")
+    q.add_argument("dir", type=Path, metavar="DIR", help="store directory")
+    q.add_argument("key", metavar="KEY", help="key or unique prefix (>= 4 characters)")
+    q.set_defaults(func=_cmd_store_show)
+    q = store_sub.add_parser(
+        "gc",
+        help="remove leftovers of killed writers (and failures with --failed)",
+        description="Remove temporary directories that no live process is writing, and with "
+        "--failed the failure records (so that the next sweep reruns them); rebuild "
+        "manifest.json.",
+    )
+    q.add_argument("dir", type=Path, metavar="DIR", help="store directory")
+    q.add_argument("--failed", action="store_true", help="also remove failure records")
+    q.add_argument("--dry-run", action="store_true", help="list, remove nothing")
+    q.set_defaults(func=_cmd_store_gc)
     return parser
 
 

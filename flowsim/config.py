@@ -41,7 +41,7 @@ Schema (TOML; ``*`` marks required fields, brackets give defaults)::
     antisymmetric = false     # [false] mirrored neuron pairs, f(theta0) = 0 (even width)
 
     [solver]
-    method = "dopri5"         # ["dopri5"] dopri5 | dop853 | tsit5 | rodas | rkc | auto (adaptive) |
+    method = "auto"           # ["auto"] auto | dopri5 | dop853 | tsit5 | rodas | rkc (adaptive) |
                               #   rk4 | gd | adam
     t_end = 2e3               # * final time, original units (> 0)
     rtol = 1e-8               # [1e-8] in [1e-14, 0.1] (adaptive methods)
@@ -380,7 +380,7 @@ class InitConfig:
 class SolverConfig:
     """Options of :func:`flowsim.simulate` (see there)."""
 
-    method: str = "dopri5"
+    method: str = "auto"
     t_end: float
     rtol: float = 1e-8
     atol: float = 1e-12

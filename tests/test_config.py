@@ -175,7 +175,7 @@ def test_defaults_filled_and_none_left_out():
     out = cfg.to_dict()
     assert out["data"]["params"] == {**KINDS["sin1d"], "n": 8}
     assert "name" not in out and "dt" not in out["solver"] and "input_dim" not in out["model"]
-    assert out["solver"]["method"] == "dopri5" and out["model"]["bias"] is True
+    assert out["solver"]["method"] == "auto" and out["model"]["bias"] is True
 
 
 # -- key -------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def test_key_is_stable():
     a, b = RunConfig.from_dict(TINY), RunConfig.from_dict(copy.deepcopy(TINY))
     assert a.key() == b.key() and len(a.key()) == 64
     # defaults written out or left implicit: the same config, the same key
-    explicit = _with(_with(TINY, "solver.method", "dopri5"), "data.params.low", -1)
+    explicit = _with(_with(TINY, "solver.method", "auto"), "data.params.low", -1)
     assert RunConfig.from_dict(explicit).key() == a.key()
     # and the same in a fresh interpreter with another hash seed
     code = (

@@ -90,7 +90,7 @@ def test_versions_and_config_recorded(traj):
     assert versions["sympy"] == sympy.__version__
     assert versions["python"] == platform.python_version()
     config = traj.config
-    assert config["method"] == "dopri5"
+    assert config["method"] == "auto"
     assert config["t_end"] == 40.0
     assert config["rtol"] == 1e-8 and config["atol"] == 1e-12
     assert config["n_save"] == 15

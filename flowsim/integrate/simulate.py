@@ -195,7 +195,7 @@ def simulate(
     y,
     *,
     t_end,
-    method="dopri5",
+    method="auto",
     rtol=1e-8,
     atol=1e-12,
     save=None,
@@ -224,8 +224,9 @@ def simulate(
     method : str
         ``"dopri5"``, ``"dop853"``, ``"tsit5"`` (adaptive Runge-Kutta),
         ``"rodas"`` (linearly implicit, for stiff flows; two-layer nets),
-        ``"rkc"`` (stabilized explicit, second order), ``"auto"`` (dopri5,
-        switching to rodas or rkc where the flow is stiff), ``"rk4"`` (fixed
+        ``"rkc"`` (stabilized explicit, second order), ``"auto"`` (default:
+        dopri5, switching to rodas, or rkc on three-layer nets, where the flow
+        is stiff; ``Trajectory.method_log`` says which ran when), ``"rk4"`` (fixed
         step ``dt``), ``"gd"`` (gradient descent, learning rate ``dt``) or
         ``"adam"`` (learning rate ``dt``, parameters ``adam``).
     rtol, atol : float

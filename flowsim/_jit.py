@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import numba
 
+from flowsim import _numba_cache
+
+_numba_cache.install()  # before any kernel is compiled or loaded
+
 JIT_OPTIONS = {"cache": True, "nogil": True, "fastmath": {"contract"}, "error_model": "numpy"}
 PARALLEL_OPTIONS = {**JIT_OPTIONS, "parallel": True}
 

@@ -525,7 +525,9 @@ def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux
             ist[14] = 0
             stiff_chunk(chunk)
             if ist[4] == 0 and ist[7] == 1 and 0 < ist[14] <= AUTO_NONSTIFF_STAGES:
-                fst[1] = 0.0
+                # keep RKC's step: with <= 2 stages h * rho < 1, inside dopri5's
+                # stability region (a fresh initial step is tiny against t and
+                # failed the minimum-step test late in long runs)
                 switch_to("dopri5")
         else:
             before = int(ist[0])

@@ -1,11 +1,15 @@
 """Side-by-side speed comparisons of flowsim with NumPy, SciPy and PyTorch (not tests).
 
-Run ``python -m benchmarks [--quick] [--only ID ...] [--json FILE]``; see
+Run ``python -m benchmarks [--quick] [--full] [--only ID ...] [--json FILE]``; see
 ``benchmarks/README.md`` for the workloads and the measured results.
 """
 
-from benchmarks import kernels, theory, trajectories
+from benchmarks import kernels, resources, theory, trajectories, workflows
 
-WORKLOADS = {w.id: w for w in (*kernels.WORKLOADS, *trajectories.WORKLOADS, *theory.WORKLOADS)}
+WORKLOADS = {
+    w.id: w
+    for module in (kernels, trajectories, theory, workflows, resources)
+    for w in module.WORKLOADS
+}
 
 __all__ = ["WORKLOADS"]

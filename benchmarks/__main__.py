@@ -20,8 +20,10 @@ from benchmarks._common import (
     OtherLoad,
     Skip,
     Workload,
+    apply_collected,
     available,
     best_of,
+    compare_rows,
     format_table,
     machine_info,
     now_iso,
@@ -40,10 +42,13 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_workload(workload: Workload, *, quick: bool, memory: bool) -> list[dict]:
+def run_workload(
+    workload: Workload, *, quick: bool, memory: bool, full: bool = False
+) -> list[dict]:
     """Time every implementation of ``workload``; one dict per row."""
     _log(f"{workload.id}: {workload.title}")
     data = workload.make_data(quick)
+    data["full"] = full  # long runs: run for real instead of extrapolating (W1, W2)
     reference = workload.reference(data)
     repeat = workload.quick_repeat if quick else workload.repeat
     min_time = workload.quick_min_time if quick else workload.min_time
@@ -79,15 +84,20 @@ def run_workload(workload: Workload, *, quick: bool, memory: bool) -> list[dict]
             del call
             vector = collected.get("vector")
             row.update(timing)
-            row["nfev"] = collected.get("nfev")
-            row["note"] = collected.get("note")
+            apply_collected(row, collected)
             row["is_reference"] = impl.name == workload.reference_impl
-            row["error"] = None if vector is None else workload.error(vector, reference)
+            error = None if vector is None else workload.error(vector, reference)
+            if isinstance(error, dict):  # several numbers; "error" is the headline
+                row["errors"] = error
+                error = error.get("error")
+            row["error"] = error
             time.sleep(_SETTLE_SECONDS)
-            if memory:
+            # a row that hit its wall limit or failed would only repeat that in the probe
+            if memory and impl.probe and row.get("status") not in ("timeout", "failed"):
                 row.update(probe_memory(workload.id, impl.name, data_path))
             _log(
-                f"  {impl.name}: best {row['best']:.4g} s ({repeat}x{row['number']}), "
+                f"  {impl.name}: {row.get('status', 'done')}, best {row['best']:.4g} s "
+                f"({repeat}x{row['number']}), "
                 f"setup {row['setup_time']:.2g} s"
                 + (f"; {row['note']}" if row["note"] else "")
                 + (f"; memory probe failed: {row['memory_error']}" if "memory_error" in row else "")
@@ -95,10 +105,10 @@ def run_workload(workload: Workload, *, quick: bool, memory: bool) -> list[dict]
     finally:
         if data_path is not None:
             data_path.unlink(missing_ok=True)
-    best = {row["impl"]: row["best"] for row in rows if "best" in row}
+    by_name = {row["impl"]: row for row in rows if "best" in row}
     for row in rows:
-        if "best" in row and row["compare_to"] in best:
-            row["ratio"] = row["best"] / best[row["compare_to"]]
+        if "best" in row and row["compare_to"] in by_name:
+            row.update(compare_rows(row, by_name[row["compare_to"]]))
     return rows
 
 
@@ -145,6 +155,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-memory", action="store_true", help="skip the peak-memory subprocesses"
     )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="run the long competitors for real (PyTorch GD in W1, W2) instead of timing a "
+        "fixed number of steps and extrapolating; longer wall limits",
+    )
     parser.add_argument("--probe", nargs=3, metavar=("ID", "IMPL", "DATA"), help=argparse.SUPPRESS)
     return parser
 
@@ -174,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     during.start()
     rows = []
     for workload_id in ids:
-        rows += run_workload(WORKLOADS[workload_id], quick=args.quick, memory=not args.no_memory)
+        rows += run_workload(
+            WORKLOADS[workload_id], quick=args.quick, memory=not args.no_memory, full=args.full
+        )
     machine["other_cpus_busy_during"] = during.stop()
     if machine["other_cpus_busy_during"] is not None and machine["other_cpus_busy_during"] > BUSY:
         machine["warning"] = (
@@ -209,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": now_iso(),
         "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
         "quick": args.quick,
+        "full": args.full,
         "wall_time": time.perf_counter() - started,
         "machine": machine,
         "memory_method": memory,

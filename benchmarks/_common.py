@@ -48,6 +48,9 @@ import numpy as np
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 KINDS = ("flowsim", "competitor", "floor")
+STATUSES = ("done", "timeout", "extrapolated", "failed")
+"""How a row's run ended: finished; stopped by its wall limit (time and ratio are lower
+bounds); a fixed number of steps timed and scaled to the full run; raised an error."""
 BUSY = 0.1  # CPUs kept busy by other processes above which a timing is flagged
 
 
@@ -73,12 +76,18 @@ class Impl:
         ``collect(value) -> dict`` from what ``call`` returned, with keys
         ``vector`` (compared with the reference; None: no accuracy), ``nfev``
         (right-hand-side evaluations; None where it does not apply) and
-        optionally ``note`` (a status worth reporting).
+        optionally ``note`` (a status worth reporting), ``status`` (one of
+        :data:`STATUSES`), ``time`` (seconds reported instead of the timed
+        call's, for extrapolated rows) and ``row`` (more fields for the row,
+        such as memory measured by the call itself); see :func:`apply_collected`.
     compare_to : str, optional
         Name of the flowsim row this row's time is divided by.
     requires : tuple of str
         Modules that must be importable; otherwise the row is skipped (as it is
         when ``build`` raises :class:`Skip`).
+    probe : bool
+        Measure peak memory in a fresh subprocess (False: the call measures its
+        own, or the probe would only repeat a very long run).
     """
 
     name: str
@@ -87,6 +96,7 @@ class Impl:
     collect: Callable[[Any], dict] = lambda value: {"vector": value, "nfev": None}
     compare_to: str | None = None
     requires: tuple[str, ...] = ()
+    probe: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -186,6 +196,66 @@ def best_of(call: Callable[[], Any], *, repeat: int, min_time: float) -> dict:
         "number": number,
         "value": value,
     }
+
+
+def apply_collected(row: dict, collected: dict) -> None:
+    """Put what ``Impl.collect`` returned into ``row`` (after the timing fields).
+
+    ``time`` (extrapolated rows) replaces ``best``/``median``; the timed call's
+    own best is kept as ``timed_best``.
+    """
+    row["nfev"] = collected.get("nfev")
+    row["note"] = collected.get("note")
+    status = collected.get("status")
+    if status is not None:
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        row["status"] = status
+    if collected.get("time") is not None:
+        row["timed_best"] = row["best"]
+        row["best"] = row["median"] = float(collected["time"])
+    row.update(collected.get("row") or {})
+
+
+def compare_rows(row: dict, flowsim_row: dict) -> dict:
+    """The ratio ``row time / flowsim time`` and whether flowsim was as accurate.
+
+    ``ratio_bound`` is ``">="`` when only this row timed out (its time is a lower
+    bound), ``"<="`` when only the flowsim row did, and the ratio is None when
+    both did or either failed.  For rows with detailed errors (``errors``, the
+    W workloads), ``accuracy`` compares the two rows' errors at the
+    same check time where both give per-check-time errors (``errors["theta_t"]``),
+    else their headline errors: a ratio counts only when flowsim's error is not
+    larger.
+    """
+    out: dict = {}
+    status, flowsim_status = row.get("status", "done"), flowsim_row.get("status", "done")
+    if "failed" in (status, flowsim_status) or status == flowsim_status == "timeout":
+        out["ratio"] = None
+    else:
+        out["ratio"] = row["best"] / flowsim_row["best"]
+        if status == "timeout":
+            out["ratio_bound"] = ">="
+        elif flowsim_status == "timeout":
+            out["ratio_bound"] = "<="
+    if row is flowsim_row:
+        return out
+    mine, theirs = row.get("errors") or {}, flowsim_row.get("errors") or {}
+    if not (mine and theirs):  # only whole runs (W workloads) report detailed errors
+        return out
+    where = ""
+    if mine.get("theta_t") and theirs.get("theta_t"):
+        k = min(len(mine["theta_t"]), len(theirs["theta_t"]))
+        error, flowsim_error = mine["theta_t"][k - 1], theirs["theta_t"][k - 1]
+        if k < max(len(mine["theta_t"]), len(theirs["theta_t"])):
+            where = f" (check time {k})"
+    else:
+        error, flowsim_error = row.get("error"), flowsim_row.get("error")
+    if error is not None and flowsim_error is not None:
+        verdict = "as accurate" if flowsim_error <= error else "LESS accurate (does not count)"
+        out["accuracy"] = f"flowsim {flowsim_error:.1e} vs {error:.1e}{where}: {verdict}"
+        out["flowsim_as_accurate"] = bool(flowsim_error <= error)
+    return out
 
 
 # -- memory -----------------------------------------------------------------------------------
@@ -456,26 +526,48 @@ def format_table(rows: list[dict]) -> str:
         "rel. error",
         "time / flowsim",
     ]
+    with_accuracy = any("accuracy" in row for row in rows)
+    if with_accuracy:
+        header.append("accuracy (flowsim vs this row)")
     lines = [header]
     for row in rows:
         if row.get("skipped"):
-            lines.append([row["workload"], row["impl"], "skipped: " + row["skipped"]] + [""] * 6)
+            lines.append(
+                [row["workload"], row["impl"], "skipped: " + row["skipped"]]
+                + [""] * (len(header) - 3)
+            )
             continue
         ratio = row.get("ratio")
         busy = row.get("other_cpus_busy")
-        lines.append(
-            [
-                row["workload"],
-                row["impl"],
-                _seconds(row["best"]) + (" *" if busy is not None and busy > BUSY else ""),
-                f"{row['repeat']}x{row['number']}",
-                _number(row.get("nfev"), "d"),
-                _mib(row.get("peak_rss_kib")),
-                _mib(row.get("call_rss_kib")),
-                "ref" if row.get("is_reference") else _number(row.get("error"), ".1e"),
-                "-" if ratio is None else f"{ratio:.2f} (vs {row['compare_to']})",
-            ]
-        )
+        status = row.get("status", "done")
+        time_cell = _seconds(row["best"])
+        if status == "timeout":
+            time_cell = f"> {time_cell} (timeout)"
+        elif status == "extrapolated":
+            time_cell = f"{time_cell} (extrapolated)"
+        elif status == "failed":
+            time_cell = f"failed after {time_cell}"
+        errors = row.get("errors") or {}
+        error_cell = errors.get("text") or _number(row.get("error"), ".1e")
+        ratio_cell = "-"
+        if ratio is not None:
+            qualifier = " extrapolated" if status == "extrapolated" else ""
+            bound = row.get("ratio_bound", "")
+            ratio_cell = f"{bound}{ratio:.2f}{qualifier} (vs {row['compare_to']})"
+        line = [
+            row["workload"],
+            row["impl"],
+            time_cell + (" *" if busy is not None and busy > BUSY else ""),
+            f"{row['repeat']}x{row['number']}",
+            _number(row.get("nfev"), "d"),
+            _mib(row.get("peak_rss_kib")),
+            _mib(row.get("call_rss_kib")),
+            "ref" if row.get("is_reference") else error_cell,
+            ratio_cell,
+        ]
+        if with_accuracy:
+            line.append(row.get("accuracy", "-"))
+        lines.append(line)
     widths = [max(len(str(line[j])) for line in lines) for j in range(len(header))]
 
     def fmt(cells):

@@ -1,6 +1,7 @@
 """The ``flowsim`` command.
 
 flowsim validate [NAME ...] [--quick | --full] [--out DIR] [--json FILE]
+                 [--store DIR] [--scheduler local|dask|tcp://HOST:PORT] [--workers N]
 flowsim derive ACTIVATION [--json]
 flowsim run CONFIG.toml [--out DIR] [--quiet] [--force]
 flowsim sweep SWEEP.toml [--scheduler local|dask|tcp://HOST:PORT] [--workers N] [--store DIR]
@@ -41,7 +42,9 @@ def _cmd_validate(args) -> int:
     out_dir = _new_out_dir(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     size = "full" if args.full else "quick"
-    records, timings = run(names, size, out_dir, cache_dir=args.cache, refresh=args.refresh)
+    sweep = {"store": args.store, "scheduler": args.scheduler, "workers": args.workers}
+    records, timings = run(names, size, out_dir, cache_dir=args.cache, refresh=args.refresh,
+                           sweep=sweep)  # fmt: skip
     print(table(records))
     report = write_report(records, timings, out_dir, size)
     print(f"\nreport: {report}")
@@ -281,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", action="store_true", help="re-simulate even if cached")
     p.add_argument("--cache", type=Path, default=None,
                    help="simulation cache (default: ./flowsim-results/cache)")  # fmt: skip
+    p.add_argument("--store", type=Path, default=None, metavar="DIR",
+                   help="result store of the checks whose full size is a sweep "
+                   "(validation/sweeps/; default: ./flowsim-results/store)")  # fmt: skip
+    p.add_argument("--scheduler", default="local", metavar="local|dask|tcp://HOST:PORT",
+                   help="where those sweeps run (default: local process pool)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes of those sweeps (default: the CPU count)")  # fmt: skip
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("figure", help="draw one paper figure from cached simulation data")

@@ -160,7 +160,7 @@ def test_example_sweeps_expand_and_dry_run(name, tmp_path, capsys):
     path = EXAMPLES / f"{name}.toml"
     sweep = Sweep.from_toml(path)
     runs = sweep.runs()
-    assert len(runs) == len(sweep) == {"phase_diagram": 576, "escape_scaling": 27}[name]
+    assert len(runs) == len(sweep) == {"phase_diagram": 144, "escape_scaling": 27}[name]
     assert len({r.key for r in runs}) == len(runs)
     store = Store(tmp_path / "s")
     result = run_sweep(sweep, store, dry_run=True, progress=False)

@@ -18,22 +18,69 @@ def load_check(name: str):
     return importlib.import_module(f"validation.{name}")
 
 
+SWEEP_DIR = Path(__file__).resolve().parent / "sweeps"
+"""The sweep files (``flowsim sweep``) of the checks whose full size runs through a store."""
+
+
+def sweep_files(module, size: str) -> list[Path]:
+    """The sweep files whose runs are the check's simulations at ``size`` (none: it simulates
+    in process)."""
+    return [SWEEP_DIR / name for name in getattr(module, "SWEEPS", {}).get(size, ())]
+
+
 def _cache_key(module, size: str) -> str:
     import flowsim
 
-    text = json.dumps({"config": module.SIZES[size], "version": flowsim.__version__,
-                       "source": Path(module.__file__).read_text()}, sort_keys=True)  # fmt: skip
+    payload = {"config": module.SIZES[size], "version": flowsim.__version__,
+               "source": Path(module.__file__).read_text()}  # fmt: skip
+    files = sweep_files(module, size)
+    if files:
+        payload["sweeps"] = [path.read_text() for path in files]
+    text = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def simulation_data(module, size: str, cache_dir: Path, *, refresh=False) -> dict:
-    """The check's simulation data, from ``cache_dir`` when its config is unchanged."""
+def default_store_dir() -> Path:
+    """Result store of the sweep-backed checks, ``./flowsim-results/store``."""
+    return Path.cwd() / "flowsim-results" / "store"
+
+
+def sweep_records(files, *, store=None, scheduler="local", workers=None, progress=True):
+    """Run what ``store`` lacks of the sweeps in ``files``; returns ``(Store, {key: record})``
+    over every run of the sweeps (``store``: a Store or directory, default
+    :func:`default_store_dir`).
+
+    A run stored as a failure stays one (rerun it with ``flowsim sweep --retry-failed``); the
+    check decides what a failure means for its verdict.
+    """
+    from flowsim.store import Store
+    from flowsim.sweep import Sweep, run_sweep
+
+    store = store if isinstance(store, Store) else Store(store or default_store_dir())
+    records = {}
+    for path in files:
+        sweep = Sweep.from_toml(path)
+        run_sweep(sweep, store, scheduler=scheduler, workers=workers, progress=progress)
+        for run in sweep.runs():
+            records[run.key] = store.record(run.key)
+    return store, records
+
+
+def simulation_data(module, size: str, cache_dir: Path, *, refresh=False, sweep=None) -> dict:
+    """The check's simulation data, from ``cache_dir`` when its config is unchanged.
+
+    ``sweep``: options of :func:`sweep_records` (store, scheduler, workers) for the checks
+    whose runs at ``size`` are sweep files.
+    """
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{module.NAME}-{size}-{_cache_key(module, size)}.pkl"
     if path.exists() and not refresh:
         with open(path, "rb") as fh:
             return pickle.load(fh)
-    data = module.simulate(size)
+    if sweep_files(module, size):
+        data = module.simulate(size, **(sweep or {}))
+    else:
+        data = module.simulate(size)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as fh:
         pickle.dump(data, fh)
@@ -46,15 +93,21 @@ def default_cache_dir() -> Path:
     return Path.cwd() / "flowsim-results" / "cache"
 
 
-def draw_figure(name: str, size: str, out_dir: Path, cache_dir: Path, *, refresh=False) -> str:
+def draw_figure(name: str, size: str, out_dir: Path, cache_dir: Path, *, refresh=False,
+                sweep=None) -> str:  # fmt: skip
     """Draw one check's figure from cached data (simulating first if not cached)."""
     module = load_check(name)
-    data = simulation_data(module, size, cache_dir, refresh=refresh)
+    data = simulation_data(module, size, cache_dir, refresh=refresh, sweep=sweep)
     return module.draw(data, out_dir / name)
 
 
-def run(names, size: str, out_dir: Path, *, cache_dir=None, refresh=False, progress=True):
-    """Run the named checks; returns (records, seconds per check)."""
+def run(names, size: str, out_dir: Path, *, cache_dir=None, refresh=False, progress=True,
+        sweep=None):  # fmt: skip
+    """Run the named checks; returns (records, seconds per check).
+
+    ``sweep``: options of :func:`sweep_records` (``store``, ``scheduler``, ``workers``) for
+    the checks whose runs at ``size`` are sweep files (``SWEEPS``).
+    """
     from tqdm.auto import tqdm
 
     records, timings = [], {}
@@ -63,7 +116,8 @@ def run(names, size: str, out_dir: Path, *, cache_dir=None, refresh=False, progr
         bar.set_postfix_str(name)
         module = load_check(name)
         tic = time.perf_counter()
-        data = simulation_data(module, size, cache_dir or default_cache_dir(), refresh=refresh)
+        data = simulation_data(module, size, cache_dir or default_cache_dir(), refresh=refresh,
+                               sweep=sweep)  # fmt: skip
         figure = module.draw(data, out_dir / "figures" / name)
         records.extend(module.evaluate(data, size, str(Path(figure).relative_to(out_dir))))
         timings[name] = time.perf_counter() - tic

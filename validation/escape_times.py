@@ -35,6 +35,16 @@ for p = 1 the fitted slope of ``T_esc`` against ``log(1/eps)`` within 3% of
 the ratio approaches 1 only like ``1/log(1/eps)``: its eps range goes down to
 1e-14 (cheap: the plateau lasts ~ log(1/eps)).
 
+Full size (``flowsim validate --full``): the runs are the sweep files
+``validation/sweeps/escape_scaling.toml`` (xtanh, x2tanh, three-layer tanh),
+``escape_log.toml`` (tanh) and ``escape_gd.toml`` (GD), run through a result
+store and read back; ``init.scale = eps`` draws exactly ``eps * theta_hat``.
+The flow runs end at the escape event (their ``t_end`` per case only has to lie
+past it), so they are the protocol above; the GD runs cannot carry an event
+(no dense output) and run to a fixed ``t_end`` 1.5 times the flow's escape
+time, with save points dense enough that every iterate around the escape is
+saved (checked: otherwise T_GD is nan).  The quick size (CI) runs in process.
+
 Gradient descent (the seed papers trained with GD): forward Euler with step
 ``lr`` on the same flow, p = 2 at the largest eps.  The escape is located on
 the iterates (log-linear interpolation of the largest norm between two
@@ -55,6 +65,7 @@ from flowsim.theory.blowup import blowup_time
 from flowsim.theory.stages import fit_escape_exponent, fit_plateau_slope, plateau_slope
 from validation._cases import sin1d
 from validation._record import Record, relative_check
+from validation._runner import SWEEP_DIR
 from validation._style import figure, save
 
 NAME = "escape_times"
@@ -87,6 +98,15 @@ PROTOCOL = {
     "theory_rtol": 1e-11,
     "gd_case": "xtanh",
 }
+SWEEPS = {"full": ("escape_scaling.toml", "escape_log.toml", "escape_gd.toml")}
+"""The full size runs these sweep files (validation/sweeps/) through a result store."""
+FULL_T_END = {"tanh": 1e4, "xtanh": 1e8, "x2tanh": 1e14, "three_layer_tanh": 1e8}
+"""Full size: ``t_end`` of the flow runs per case, past the escape at the smallest eps
+(the escape event ends the run; T_LO(delta) there: 290, 2.3e6, 4.7e11, 5.1e6)."""
+FULL_GD = {"t_end": 330.0, "n_save": 150002}
+"""Full size, GD: 1.5 times the flow's escape time (T_LO = 214 at eps = 1e-2), and save
+points log-spaced over six decades so dense (ratio 1 + 9.2e-5) that at the escape every
+iterate of the smallest learning rate is saved."""
 RATIO_RTOL = 0.01
 EXPONENT_ATOL = 0.05
 LOG_SLOPE_RTOL = 0.03
@@ -143,7 +163,125 @@ def _gd_escape(net, theta0, X, y, lr, t_flow):
     return float(traj.t[i - 1] + frac * (traj.t[i] - traj.t[i - 1]))
 
 
-def simulate(size: str) -> dict:
+# -- full size: fixed run configs, run as sweeps ------------------------------------------
+
+
+def _run_dict(model, act, width, eps, solver, events) -> dict:
+    if model == "three_layer":
+        net = {"kind": "three_layer", "activation": act, "widths": list(width), "bias": False}
+    else:
+        net = {"kind": "two_layer", "activation": act, "width": int(width)}
+    return {"model": net,
+            "data": {"kind": "sin1d", "params": {"n": PROTOCOL["n"], "low": -1.0, "high": 1.5,
+                                                 "target": "sin(3*x) + sin(6*x)/2"}},
+            "init": {"seed": PROTOCOL["seed"], "scale": float(eps)},
+            "solver": dict(solver), "events": [dict(e) for e in events]}  # fmt: skip
+
+
+def full_configs(size: str = "full") -> dict:
+    """The runs of the sweep-backed size: ``{"flow": {(case, eps): RunConfig}, "gd": {lr:
+    RunConfig}}`` (tests/test_validation_sweeps.py checks that they are the expansion of
+    :data:`SWEEPS`).  ``init.scale = eps`` draws ``eps * theta_hat`` bitwise (one seed)."""
+    from flowsim.config import RunConfig
+
+    cfg = SIZES[size]
+    event = {"kind": "escape_norm", "threshold": PROTOCOL["delta"], "units": "original",
+             "terminal": True}  # fmt: skip
+    flow = {}
+    for key, (model, act, width, eps_list) in cfg["cases"].items():
+        solver = {"method": "dopri5", "t_end": FULL_T_END[key], "rtol": PROTOCOL["rtol"],
+                  "atol": 1e-12, "save_state": "final"}  # fmt: skip
+        for eps in eps_list:
+            flow[key, eps] = RunConfig.from_dict(_run_dict(model, act, width, eps, solver, [event]))
+    model, act, width, eps_list = cfg["cases"][PROTOCOL["gd_case"]]
+    gd = {}
+    for lr in cfg["gd_lr"]:
+        solver = {"method": "gd", "dt": float(lr), **FULL_GD, "save_state": "final"}
+        gd[lr] = RunConfig.from_dict(_run_dict(model, act, width, eps_list[0], solver, []))
+    return {"flow": flow, "gd": gd}
+
+
+def _gd_escape_on(traj) -> float:
+    """Escape time of a GD trajectory, log-linear between the saved iterates around it
+    (nan unless they are consecutive iterates)."""
+    r, t = traj.max_neuron_norm, traj.t
+    above = np.flatnonzero(r >= PROTOCOL["delta"])
+    if above.size == 0 or above[0] == 0:
+        return math.nan
+    i = above[0]
+    lr = float(traj.config["run_config"]["solver"]["dt"])
+    if t[i] - t[i - 1] > lr * (1 + 1e-9):
+        return math.nan
+    lo, hi = math.log(r[i - 1]), math.log(r[i])
+    frac = (math.log(PROTOCOL["delta"]) - lo) / (hi - lo)
+    return float(t[i - 1] + frac * (t[i] - t[i - 1]))
+
+
+def _simulate_full(size, *, store=None, scheduler="local", workers=None, progress=True):
+    from flowsim.config import build
+    from flowsim.store import store_key
+    from validation._runner import sweep_records
+
+    files = [SWEEP_DIR / name for name in SWEEPS[size]]
+    store, records = sweep_records(files, store=store, scheduler=scheduler, workers=workers,
+                                   progress=progress)  # fmt: skip
+    configs = full_configs(size)
+    delta = PROTOCOL["delta"]
+    out = {"cases": {}, "failures": []}
+    for key, (model, _, _, eps_list) in SIZES[size]["cases"].items():
+        rows = []
+        for eps in eps_list:
+            cfg = configs["flow"][key, eps]
+            record = records[store_key(cfg)]
+            net, theta0, X, y, _ = build(cfg)
+            pred = blowup_time(net, theta0, X, y, delta=delta, rtol=PROTOCOL["theory_rtol"])
+            event = record.get("summary", {}).get("events", {}).get("escape")
+            if record["status"] != "ok" or event is None:
+                out["failures"].append((key, eps, record["reason"], record["message"]))
+                t_esc, loss_esc = math.nan, math.nan
+            else:
+                t_esc, loss_esc = event["t"], event["loss"]
+            rows.append((eps, t_esc, pred.network_to_delta, pred.network,
+                         1 - loss_esc / net.loss(theta0, X, y),
+                         record.get("summary", {}).get("nfev", 0)))  # fmt: skip
+        eps, t_esc, t_lo, t_star, drop, nfev = (np.array(col) for col in zip(*rows, strict=True))
+        case = {"eps": eps, "t_esc": t_esc, "t_lo": t_lo, "t_star": t_star, "loss_drop": drop,
+                "nfev": nfev, "p": int(net.activation.multiplicity), "model": model}  # fmt: skip
+        if model == "two_layer" and case["p"] == 1:
+            case["lambda"] = pred.growth_rate
+            case["slope_theory"] = plateau_slope(net, X, y)
+        out["cases"][key] = case
+
+    eps_list = SIZES[size]["cases"][PROTOCOL["gd_case"]][3]
+    lrs = np.array(SIZES[size]["gd_lr"], dtype=float)
+    t_gd = []
+    for lr in SIZES[size]["gd_lr"]:
+        cfg = configs["gd"][lr]
+        record = records[store_key(cfg)]
+        if record["status"] != "ok":
+            out["failures"].append(("gd", lr, record["reason"], record["message"]))
+            t_gd.append(math.nan)
+            continue
+        t_gd.append(_gd_escape_on(store.load(store_key(cfg))))
+    net, theta0, X, y, _ = build(configs["gd"][lrs[0]])
+    pred = blowup_time(net, theta0, X, y, delta=delta)
+    out["gd"] = {
+        "lr": lrs,
+        "t_gd": np.array(t_gd),
+        "t_flow": out["cases"][PROTOCOL["gd_case"]]["t_esc"][0],
+        "eps": eps_list[0],
+        "p": int(net.activation.multiplicity),
+        "r0_fastest": float(np.linalg.norm(net.unpack(theta0)["W"][pred.fastest])),
+    }
+    return out
+
+
+def simulate(size: str, **sweep) -> dict:
+    """The runs of ``size``: quick in this process, full from the sweep files
+    :data:`SWEEPS` through a result store (``sweep``: ``store``, ``scheduler``,
+    ``workers``, ``progress`` of :func:`validation._runner.sweep_records`)."""
+    if size in SWEEPS:
+        return _simulate_full(size, **sweep)
     cfg = SIZES[size]
     X, y = sin1d(PROTOCOL["n"])
     delta = PROTOCOL["delta"]

@@ -22,7 +22,7 @@ net has 20 input weights for 4 points and RD there is off the large-m trend
 (gamma = 1: RD = 2.0 at m = 10 against 1.33 - 1.44 for m = 32 ... 10^4).
 
 Training is full-batch **gradient descent** (flowsim's ``method="gd"``), as in
-[LXMZ21]'s experiments, with learning rate ``min(0.5 / lambda_max, 0.05)``
+[LXMZ21]'s experiments; quick size: learning rate ``min(0.5 / lambda_max, 0.05)``
 (``lambda_max``: a bound on the largest Hessian eigenvalue at the start, see
 :func:`_curvature_bound`; the cap covers the growth of the Hessian in the
 condensed runs, and ``lr`` times the bound at the end is reported), run in
@@ -37,6 +37,26 @@ data points one run did not return within 12 minutes despite ``max_wall=60``.
 Where the flow does converge, GD's RD agrees with it to 0.1% - 1.2% (m = 32,
 100, 316, every gamma): the check repeats that comparison at m = 100 for every
 gamma and records the largest difference (bound 2%).
+
+Full size (``flowsim validate --full``): the runs are the sweep files
+``validation/sweeps/phase_diagram.toml`` (6 gammas x 8 widths x 3 seeds, GD)
+and ``phase_diagram_flow.toml`` (the 6 flow runs at m = 100), run through a
+result store (``--store``, ``--scheduler``, ``--workers``).  A sweep holds fixed
+configs, so the per-run learning rate and the segments are replaced by a
+learning rate and a training time fixed per (gamma, m) (:func:`full_step`,
+:func:`full_t_end`).  This measures the same quantity: the theory (THEORY.md
+section 2) is about ``RD(theta_w*)`` at the converged state, and RD stops
+changing once the loss has converged (the remaining displacement is of the
+order of the remaining residual), so training past the threshold instead of
+stopping at it changes RD by far less than its seed scatter; GD is stable
+and close to the flow because ``dt`` times the curvature bound stays below
+about 0.5 (reported per run, start and end: ``lr x Hessian bound``), and
+the GD-vs-flow comparison at m = 100 is kept.  The final loss of every run is
+reported (it must be below ``1e-6 R(0)``); a run stored as a failure makes
+its gamma's record fail.  The quick size (CI) is unchanged: in process, per-run
+learning rate, segments.  The small-gamma corner of the earlier fixed-step
+sweep (dt = 0.01 everywhere) diverged: there ``lambda_max ~ 1.3 m^(1 - gamma)``
+reaches 390 at gamma = 0.5, m = 10^5; ``full_step`` gives dt = 0.001 there.
 
 Figure: RD against m per gamma with the fitted slopes; S_w against gamma; the
 (gamma, gamma') plane with the theoretical regions, the critical boundary, the
@@ -53,6 +73,7 @@ References
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -64,6 +85,7 @@ import flowsim.measure as fm
 from flowsim.theory import SCHEMES, regime
 from validation._cases import sin1d
 from validation._record import Record, bound_check
+from validation._runner import SWEEP_DIR
 from validation._style import figure, save
 
 NAME = "phase_diagram"
@@ -79,6 +101,16 @@ SIZES = {
 PROTOCOL = {"n_points": 4, "loss_rtol": 1e-6, "lr_factor": 0.5, "lr_cap": 0.05,
             "first_segment_steps": 1000, "t_max": 1e4, "flow_check_width": 100,
             "critical_sigmas": 2.0}  # fmt: skip
+SWEEPS = {"full": ("phase_diagram.toml", "phase_diagram_flow.toml")}
+"""The full size runs these sweep files (validation/sweeps/) through a result store."""
+FULL_STEP = {"cap": 0.05, "per_kernel": 1.0 / 3.0}
+"""Full size, GD: ``dt = floor125(min(cap, per_kernel * m^(gamma - 1)))``, see :func:`full_step`."""
+FULL_T_END = {"linear": 1000.0, "linear_cap": 200.0, "critical": 400.0, "condensed": 400.0,
+              "gamma_1.75": 600.0}  # fmt: skip
+"""Full size, GD: training time per (gamma, m), see :func:`full_t_end`."""
+FLOW_SOLVER = {"method": "dopri5", "t_end": 1e4, "rtol": 1e-8, "save_state": "final",
+               "max_wall": 60.0}  # fmt: skip
+"""The gradient-flow reference runs (m = flow_check_width, first seed), full size."""
 FLOW_BOUND = 0.02
 DIAGNOSTIC_MIN_WIDTH = 100
 """The notes also give S_w fitted over widths >= this (a diagnostic, not the verdict)."""
@@ -156,7 +188,167 @@ def _flow_RD(gamma, width, seed):
     return fm.relative_distance(W, W0), traj.status
 
 
-def simulate(size: str) -> dict:
+# -- full size: fixed run configs, run as sweeps ------------------------------------------
+
+
+def _floor125(x: float) -> float:
+    """The largest 1, 2 or 5 times a power of ten that is <= ``x``."""
+    k = math.floor(math.log10(x))
+    for mantissa in (5, 2, 1):
+        if mantissa * 10.0**k <= x * (1 + 1e-12):
+            return float(f"{mantissa}e{k}")
+    return float(f"1e{k - 1}")
+
+
+def _ceil2(x: float) -> float:
+    """``x`` rounded up to two significant digits."""
+    k = math.floor(math.log10(x)) - 1
+    return float(f"{math.ceil(x / 10.0**k - 1e-9)}e{k}")
+
+
+def full_step(gamma: float, m: int) -> float:
+    """GD learning rate of the full size at (gamma, m): a fixed config value.
+
+    The curvature bound :func:`_curvature_bound` grows like ``m^(1 - gamma)``
+    for gamma < 1 (measured at the start and end of the earlier per-run
+    protocol: about ``1.3 m^(1 - gamma)`` at m >= 10^3) and stays below 6 for
+    gamma >= 1, so ``dt = min(0.05, m^(gamma - 1) / 3)`` rounded down to 1, 2
+    or 5 times a power of ten keeps ``dt * lambda_max`` below about 0.5; the
+    check reports ``dt`` times the bound at the start and the end of every run.
+    """
+    raw = min(FULL_STEP["cap"], FULL_STEP["per_kernel"] * float(m) ** (gamma - 1.0))
+    return _floor125(raw)
+
+
+def full_t_end(gamma: float, m: int) -> float:
+    """GD training time of the full size at (gamma, m), past convergence to 1e-6 R(0).
+
+    Linear side (gamma < 1): the loss decays at the rate of the kernel's
+    smallest eigenvalue, ``~ m^(1 - gamma)``, so ``t_end = min(200,
+    1000 m^(gamma - 1))`` (2 - 3 times the time the earlier per-run protocol
+    needed at every width); gamma >= 1: 400 (600 at gamma = 1.75, whose
+    plateau at m >= 3 * 10^4 lasted past t = 200).  The check records the final
+    loss of every run.
+    """
+    if gamma < 1.0:
+        raw = min(FULL_T_END["linear_cap"], FULL_T_END["linear"] * float(m) ** (gamma - 1.0))
+        return _ceil2(raw)
+    if gamma >= 1.75:
+        return FULL_T_END["gamma_1.75"]
+    return FULL_T_END["critical"] if gamma == 1.0 else FULL_T_END["condensed"]
+
+
+def loss_threshold() -> float:
+    """``loss_rtol * R(0)`` with ``R(0) = mean(y^2)/2``, to six digits (a config value)."""
+    _, y = _data()
+    return float(f"{PROTOCOL['loss_rtol'] * 0.5 * float(np.mean(y**2)):.6g}")
+
+
+def _run_dict(gamma, width, seed, solver, events=()) -> dict:
+    return {
+        "model": {"kind": "two_layer", "activation": "relu", "width": int(width), "bias": True,
+                  "alpha": 1.0},
+        "data": {"kind": "sin1d", "params": {"n": PROTOCOL["n_points"], "low": -1.0,
+                                             "high": 1.5, "target": "sin(3*x) + sin(6*x)/2"}},
+        "init": {"seed": int(seed), "gamma": float(gamma), "gamma_prime": 0.0},
+        "solver": dict(solver),
+        "events": [dict(e) for e in events],
+    }  # fmt: skip
+
+
+def full_configs(size: str = "full") -> dict:
+    """The runs of the sweep-backed size: ``{"gd": {(gamma, m, seed): RunConfig}, "flow":
+    {gamma: RunConfig}}`` (tests/test_validation_sweeps.py checks that they are the
+    expansion of :data:`SWEEPS`)."""
+    from flowsim.config import RunConfig
+
+    cfg = SIZES[size]
+    gd, flow = {}, {}
+    for gamma in cfg["gammas"]:
+        for m in cfg["widths"]:
+            solver = {"method": "gd", "dt": full_step(gamma, m), "t_end": full_t_end(gamma, m),
+                      "n_save": 100, "save_state": "final"}  # fmt: skip
+            for seed in cfg["seeds"]:
+                gd[gamma, m, seed] = RunConfig.from_dict(_run_dict(gamma, m, seed, solver))
+        event = {"kind": "loss_below", "threshold": loss_threshold()}
+        run = _run_dict(gamma, PROTOCOL["flow_check_width"], cfg["seeds"][0], FLOW_SOLVER, [event])
+        flow[gamma] = RunConfig.from_dict(run)
+    return {"gd": gd, "flow": flow}
+
+
+def _stored_run(store, records, cfg):
+    """``(net, theta0, X, y, traj, record)`` of a stored run (``traj`` None when it failed
+    without a trajectory)."""
+    from flowsim.config import build
+    from flowsim.store import StoreError, store_key
+
+    key = store_key(cfg)
+    record = records.get(key) or store.record(key)
+    net, theta0, X, y, _ = build(cfg)
+    try:
+        traj = store.load(key)
+    except StoreError:
+        traj = None
+    return net, theta0, X, y, traj, record
+
+
+def _rising(loss, floor) -> float:
+    loss = loss[loss > floor]
+    return float(np.max(loss[1:] / loss[:-1])) - 1.0 if loss.size > 1 else 0.0
+
+
+def _simulate_full(size, *, store=None, scheduler="local", workers=None, progress=True):
+    from validation._runner import sweep_records
+
+    files = [SWEEP_DIR / name for name in SWEEPS[size]]
+    store, records = sweep_records(files, store=store, scheduler=scheduler, workers=workers,
+                                   progress=progress)  # fmt: skip
+    configs = full_configs(size)
+    R0 = 0.5 * float(np.mean(_data()[1] ** 2))
+    floor = 1e-3 * PROTOCOL["loss_rtol"] * R0  # losses below it are rounding, not rising
+    runs = {}
+    for gamma in SIZES[size]["gammas"]:
+        rows = []
+        for (g, m, seed), cfg in configs["gd"].items():
+            if g != gamma:
+                continue
+            net, theta0, X, y, traj, record = _stored_run(store, records, cfg)
+            row = {"width": m, "seed": seed, "lr": cfg.solver.dt, "status": record["reason"],
+                   "lambda0": _curvature_bound(net, theta0, X, y),
+                   "wall": float(record["wall_time"])}  # fmt: skip
+            if record["status"] == "ok" and traj is not None:
+                W0, W = net.unpack(theta0)["W"], net.unpack(traj.theta_final)["W"]
+                row.update(RD=fm.relative_distance(W, W0), t=float(traj.t_final),
+                           loss=float(traj.loss[-1]) / R0,
+                           lambda_end=_curvature_bound(net, traj.theta_final, X, y),
+                           rising=_rising(traj.loss, floor))  # fmt: skip
+            else:
+                row.update(RD=np.nan, t=np.nan, loss=np.nan, lambda_end=np.nan, rising=np.nan)
+            rows.append(row)
+        net, theta0, X, y, traj, record = _stored_run(store, records, configs["flow"][gamma])
+        if traj is not None:
+            W0, W = net.unpack(theta0)["W"], net.unpack(traj.theta_final)["W"]
+            flow_rd = fm.relative_distance(W, W0)
+        else:
+            flow_rd = np.nan
+        gd_rd = next(r["RD"] for r in rows if r["width"] == PROTOCOL["flow_check_width"]
+                     and r["seed"] == SIZES[size]["seeds"][0])  # fmt: skip
+        runs[gamma] = {
+            "width": np.array([r["width"] for r in rows]),
+            "seed": np.array([r["seed"] for r in rows]),
+            **{key: np.array([r[key] for r in rows]) for key in
+               ("RD", "t", "loss", "lr", "lambda0", "lambda_end", "rising", "wall", "status")},
+            "flow_RD": flow_rd, "flow_status": record["reason"], "gd_RD_at_flow_width": gd_rd,
+        }  # fmt: skip
+    return {"runs": runs, "protocol": "sweep"}
+
+
+def simulate(size: str, **sweep) -> dict:
+    """The runs of ``size``: quick in this process (per-run learning rate, segments), full
+    from the sweep files :data:`SWEEPS` through a result store (``sweep``: ``store``,
+    ``scheduler``, ``workers``, ``progress`` of :func:`validation._runner.sweep_records`)."""
+    if size in SWEEPS:
+        return _simulate_full(size, **sweep)
     cfg = SIZES[size]
     runs = {}
     for gamma in cfg["gammas"]:
@@ -182,7 +374,12 @@ def _measured_regime(fit) -> str:
 
 
 def _fits(data):
-    return {g: fm.slope_S_w(run["width"], run["RD"]) for g, run in data["runs"].items()}
+    """S_w per gamma, over the runs that finished (a failed full-size run has RD = nan)."""
+    fits = {}
+    for g, run in data["runs"].items():
+        ok = np.isfinite(run["RD"])
+        fits[g] = fm.slope_S_w(run["width"][ok], run["RD"][ok])
+    return fits
 
 
 def evaluate(data: dict, size: str, figure_path=None) -> list:
@@ -212,11 +409,17 @@ def evaluate(data: dict, size: str, figure_path=None) -> list:
                     "; protocol: the verdict turns on the smallest widths, which are not "
                     "yet in the large-m regime (seed scatter there is largest)"
                 )
+        failed = ~np.isfinite(run["RD"])
+        if failed.any():
+            reasons = sorted({str(r) for r in run.get("status", np.array([]))[failed]})
+            note += (f"; {int(failed.sum())} runs failed ({', '.join(reasons)}) at m = "
+                     + ", ".join(str(int(m)) for m in run["width"][failed]))  # fmt: skip
         claim = f"regime at (gamma, gamma') = ({gamma:g}, 0)"
         rule = f"critical iff |S_w| < {PROTOCOL['critical_sigmas']:g} stderr, else sign(S_w)"
         config = {**SIZES[size], **PROTOCOL, "gamma": gamma}
         records.append(Record(f"{NAME}.gamma_{gamma:g}", claim, SOURCE, theory, measured, rule,
-                              theory == measured, config, figure_path, note))  # fmt: skip
+                              theory == measured and not failed.any(), config, figure_path,
+                              note))  # fmt: skip
     diffs = {g: abs(run["gd_RD_at_flow_width"] / run["flow_RD"] - 1.0)
              for g, run in data["runs"].items()}  # fmt: skip
     statuses = {g: run["flow_status"] for g, run in data["runs"].items()}

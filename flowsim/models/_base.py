@@ -138,9 +138,14 @@ class Model:
     @functools.cached_property
     def kernels(self):
         """Generated module: this activation + model kernels + stepping loops."""
-        templates = [self._template, control, dense, events, explicit, discrete, stiff, rosenbrock]
-        parts = [self.activation.source] + [_codegen.template_body(t) for t in templates]
+        templates = [control, dense, events, explicit, discrete, stiff, rosenbrock]
+        parts = [self.activation.source, self._model_source()]
+        parts += [_codegen.template_body(t) for t in templates]
         return _codegen.build_module(self.kind, parts)
+
+    def _model_source(self) -> str:
+        """The model template's kernels (subclasses may specialize them)."""
+        return _codegen.template_body(self._template)
 
     def dims(self) -> np.ndarray:
         raise NotImplementedError

@@ -96,71 +96,6 @@ def loss(theta, X, y, c, dims):
 
 
 @pjit
-def _forward_frozen(theta, X, c, dims, mode, out):
-    """f(x_i) with the activation pattern frozen by ``mode`` (switching models)."""
-    m = dims[0]
-    D = dims[1]
-    n = X.shape[0]
-    lo = dsigma(-1.0)
-    hi = dsigma(1.0)
-    for i in prange(n):
-        s = 0.0
-        for k in range(m):
-            md = mode[k, i]
-            if md == 1 or md == -1:
-                z = 0.0
-                for d in range(D):
-                    z += theta[m + k * D + d] * X[i, d]
-                s += theta[k] * (hi if md == 1 else lo) * z
-        out[i] = c[0] * s
-
-
-@jit
-def _sliding_weights(theta, X, e, dims, mode, aux, k, lo, hi, grad_w):
-    """Filippov weights q_l for neuron k's sliding samples (mode 2), into aux[k, l].
-
-    The sliding pre-activations s_l = w_k . x_l stay at 0 when
-    x_l . dw_k/dt = 0, i.e. sum_j e_j sigma'_j (x_j . x_l) = 0, linear in the
-    unknown slopes q_l of the sliding samples; ``grad_w`` holds the
-    contribution of the other samples, sum_j e_j sigma'_j x_j.
-    """
-    n = X.shape[0]
-    D = dims[1]
-    count = 0
-    for i in range(n):
-        if mode[k, i] == 2:
-            count += 1
-    idx = np.empty(count, dtype=np.int64)
-    count = 0
-    for i in range(n):
-        if mode[k, i] == 2:
-            idx[count] = i
-            count += 1
-    M = np.empty((count, count))
-    rhs = np.empty(count)
-    for r in range(count):
-        xi = idx[r]
-        acc = 0.0
-        for d in range(D):
-            acc += grad_w[d] * X[xi, d]
-        rhs[r] = -acc
-        for q in range(count):
-            xl = idx[q]
-            dot = 0.0
-            for d in range(D):
-                dot += X[xl, d] * X[xi, d]
-            M[r, q] = e[xl] * dot
-    if count == 1:
-        qs = np.empty(1)
-        qs[0] = rhs[0] / M[0, 0] if M[0, 0] != 0.0 else hi
-    else:
-        qs = np.linalg.lstsq(M, rhs)[0]
-    for r in range(count):
-        aux[k, idx[r]] = qs[r]
-    return idx, qs
-
-
-@pjit
 def _backward(theta, X, e, c, dims, out):
     """Scaled gradient of the smooth activation's flow, given residuals ``e``.
 
@@ -205,45 +140,6 @@ def _backward(theta, X, e, c, dims, out):
             scale = -c[3] * theta[k] / n
             for d in range(D):
                 out[m + k * D + d] = scale * gw[d, j]
-
-
-@pjit
-def _backward_frozen(theta, X, e, c, dims, mode, aux, out):
-    """As :func:`_backward` with the activation pattern frozen by ``mode``."""
-    m = dims[0]
-    D = dims[1]
-    n = X.shape[0]
-    lo = dsigma(-1.0)
-    hi = dsigma(1.0)
-    for k in prange(m):
-        ga = 0.0
-        off = m + k * D
-        for d in range(D):
-            out[off + d] = 0.0
-        has_sliding = False
-        for i in range(n):
-            z = 0.0
-            for d in range(D):
-                z += theta[off + d] * X[i, d]
-            md = mode[k, i]
-            if md == 2:
-                has_sliding = True
-                continue
-            ds = hi if md == 1 else lo
-            ga += e[i] * ds * z
-            r = e[i] * ds
-            for d in range(D):
-                out[off + d] += r * X[i, d]
-        if has_sliding:
-            idx, qs = _sliding_weights(theta, X, e, dims, mode, aux, k, lo, hi, out[off : off + D])
-            for r in range(idx.size):
-                w = e[idx[r]] * qs[r]
-                for d in range(D):
-                    out[off + d] += w * X[idx[r], d]
-        out[k] = -c[2] * ga / n
-        scale = -c[3] * theta[k] / n
-        for d in range(D):
-            out[off + d] *= scale
 
 
 @jit
@@ -310,6 +206,7 @@ def layer_norms(theta, dims, out):
     out[1] = math.sqrt(sw)
 
 
+# --- kinks: begin ---
 # -- switching (piecewise-linear activations: ReLU, leaky ReLU) -----------------
 # A kink at 0 makes the flow only piecewise smooth.  The stepping loop
 # integrates with the activation pattern frozen (``mode``), locates the first
@@ -320,6 +217,110 @@ def layer_norms(theta, dims, out):
 # interval.
 
 SWITCH_EPS = 1e-12
+
+
+@pjit
+def _forward_frozen(theta, X, c, dims, mode, out):
+    """f(x_i) with the activation pattern frozen by ``mode`` (switching models)."""
+    m = dims[0]
+    D = dims[1]
+    n = X.shape[0]
+    lo = dsigma(-1.0)
+    hi = dsigma(1.0)
+    for i in prange(n):
+        s = 0.0
+        for k in range(m):
+            md = mode[k, i]
+            if md == 1 or md == -1:
+                z = 0.0
+                for d in range(D):
+                    z += theta[m + k * D + d] * X[i, d]
+                s += theta[k] * (hi if md == 1 else lo) * z
+        out[i] = c[0] * s
+
+
+@jit
+def _sliding_weights(theta, X, e, dims, mode, aux, k, lo, hi, grad_w):
+    """Filippov weights q_l for neuron k's sliding samples (mode 2), into aux[k, l].
+
+    The sliding pre-activations s_l = w_k . x_l stay at 0 when
+    x_l . dw_k/dt = 0, i.e. sum_j e_j sigma'_j (x_j . x_l) = 0, linear in the
+    unknown slopes q_l of the sliding samples; ``grad_w`` holds the
+    contribution of the other samples, sum_j e_j sigma'_j x_j.
+    """
+    n = X.shape[0]
+    D = dims[1]
+    count = 0
+    for i in range(n):
+        if mode[k, i] == 2:
+            count += 1
+    idx = np.empty(count, dtype=np.int64)
+    count = 0
+    for i in range(n):
+        if mode[k, i] == 2:
+            idx[count] = i
+            count += 1
+    M = np.empty((count, count))
+    rhs = np.empty(count)
+    for r in range(count):
+        xi = idx[r]
+        acc = 0.0
+        for d in range(D):
+            acc += grad_w[d] * X[xi, d]
+        rhs[r] = -acc
+        for q in range(count):
+            xl = idx[q]
+            dot = 0.0
+            for d in range(D):
+                dot += X[xl, d] * X[xi, d]
+            M[r, q] = e[xl] * dot
+    if count == 1:
+        qs = np.empty(1)
+        qs[0] = rhs[0] / M[0, 0] if M[0, 0] != 0.0 else hi
+    else:
+        qs = np.linalg.lstsq(M, rhs)[0]
+    for r in range(count):
+        aux[k, idx[r]] = qs[r]
+    return idx, qs
+
+
+@pjit
+def _backward_frozen(theta, X, e, c, dims, mode, aux, out):
+    """As :func:`_backward` with the activation pattern frozen by ``mode``."""
+    m = dims[0]
+    D = dims[1]
+    n = X.shape[0]
+    lo = dsigma(-1.0)
+    hi = dsigma(1.0)
+    for k in prange(m):
+        ga = 0.0
+        off = m + k * D
+        for d in range(D):
+            out[off + d] = 0.0
+        has_sliding = False
+        for i in range(n):
+            z = 0.0
+            for d in range(D):
+                z += theta[off + d] * X[i, d]
+            md = mode[k, i]
+            if md == 2:
+                has_sliding = True
+                continue
+            ds = hi if md == 1 else lo
+            ga += e[i] * ds * z
+            r = e[i] * ds
+            for d in range(D):
+                out[off + d] += r * X[i, d]
+        if has_sliding:
+            idx, qs = _sliding_weights(theta, X, e, dims, mode, aux, k, lo, hi, out[off : off + D])
+            for r in range(idx.size):
+                w = e[idx[r]] * qs[r]
+                for d in range(D):
+                    out[off + d] += w * X[idx[r], d]
+        out[k] = -c[2] * ga / n
+        scale = -c[3] * theta[k] / n
+        for d in range(D):
+            out[off + d] *= scale
 
 
 @jit
@@ -530,6 +531,9 @@ def switch_locate(y0, y1, K, P, h, X, y, c, dims, mode, aux, scratch, scratch_f)
                             ib = i
     aux[:, :] = q_end
     return best, kb, ib
+
+
+# --- kinks: end ---
 
 
 # -- linearly implicit steps: M = shift * I - J, J = d(flow)/d(theta) -------------

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from flowsim.models import _two_layer_kernels
+from flowsim import _codegen
+from flowsim.models import _smooth_switching, _two_layer_kernels
 from flowsim.models._base import Model, check_positive_int
 from flowsim.models._init import draw_init, resolve_stds
+
+KINKS_BEGIN = "# --- kinks: begin ---"
+KINKS_END = "# --- kinks: end ---"
 
 
 class TwoLayer(Model):
@@ -60,6 +64,15 @@ class TwoLayer(Model):
     def has_kinks(self) -> bool:
         act = self.activation
         return act.homogeneous == 1 and act.derivative(-1.0) != act.derivative(1.0)
+
+    def _model_source(self) -> str:
+        """Without kinks, the switching kernels are no-ops (compile time: ~20 s cold)."""
+        source = _codegen.template_body(self._template)
+        if self.has_kinks:
+            return source
+        head, _, rest = source.partition(KINKS_BEGIN)
+        _, _, tail = rest.partition(KINKS_END)
+        return head + _codegen.template_body(_smooth_switching) + tail
 
     def dims(self) -> np.ndarray:
         return np.array([self.width, self.D], dtype=np.int64)

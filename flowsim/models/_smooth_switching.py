@@ -1,0 +1,51 @@
+"""Switching kernels of a smooth activation (template; see :mod:`flowsim._codegen`).
+
+For an activation without kinks the two-layer template's ``kinks`` region
+(frozen activation patterns, Filippov sliding, kink location) is replaced by
+these no-ops: the stepping loops keep their one signature, and a cold first
+``simulate`` does not compile ~20 s of switching code it can never run.
+"""
+
+from flowsim._jit import jit
+
+# --- template body ---
+
+
+@jit
+def _forward_frozen(theta, X, c, dims, mode, out):
+    pass
+
+
+@jit
+def _forward_frozen_serial(theta, X, c, dims, mode, out):
+    pass
+
+
+@jit
+def _backward_frozen(theta, X, e, c, dims, mode, aux, out):
+    pass
+
+
+@jit
+def _backward_frozen_serial(theta, X, e, c, dims, mode, aux, out):
+    pass
+
+
+@jit
+def switch_init(theta, X, y, c, dims, mode, aux):
+    pass
+
+
+@jit
+def switch_decide(theta, X, y, c, dims, mode, aux, k, i):
+    return 0
+
+
+@jit
+def switch_project(theta, X, dims, k, i):
+    pass
+
+
+@jit
+def switch_locate(y0, y1, K, P, h, X, y, c, dims, mode, aux, scratch, scratch_f):
+    return 2.0, -1, -1

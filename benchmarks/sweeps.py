@@ -2,7 +2,7 @@
 
 Sweep throughput (a measurement, not a test):
 
-* ``--runs`` small runs (two-layer tanh, m = 100, n = 40, t_end = 100, seeds
+* ``--runs`` small runs (two-layer tanh, m = 100, n = 40, t_end = --t-end, seeds
   0 ... runs-1) as a plain serial loop of :func:`flowsim.run_config` in this
   process, the same loop through :meth:`Store.compute` (adds the atomic
   write), through ``run_sweep(scheduler="local")`` with ``--workers``
@@ -171,6 +171,9 @@ def bench_relu(widths, steps: int) -> list[dict]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sweeps", description=__doc__)
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument(
+        "--t-end", type=float, default=1000.0, help="length of each small run (1000: ~0.25 s each)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--no-relu", action="store_true", help="skip the ReLU cost per run")
@@ -178,6 +181,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import numba
 
+    SMALL["solver"]["t_end"] = args.t_end
     load = _other_load()
     scratch = Path(tempfile.mkdtemp(prefix="flowsim-bench-sweeps-"))
     try:
@@ -187,7 +191,8 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     busy = load.stop() if load is not None else None
-    print(f"\n{args.runs} runs: tanh, m = 100, n = 40, t_end = 100 (numba threads per process: "
+    print(f"\n{args.runs} runs: tanh, m = 100, n = 40, t_end = {args.t_end:g} (numba threads per "
+          f"process: "
           f"{numba.get_num_threads()}; CPUs: {os.cpu_count()}; other load: "
           f"{'n/a' if busy is None else f'{busy:.2f} CPUs'})")  # fmt: skip
     print(f"{'how':50s} {'wall (s)':>9s} {'speedup':>8s} {'overhead/task (ms)':>19s}")

@@ -328,7 +328,9 @@ def _collect(run: Run) -> dict:
 # -- flowsim ------------------------------------------------------------------------------------
 
 
-def _flowsim_builder(spec: Spec, method: str, *, t_end=None, switching="auto"):
+def _flowsim_builder(spec: Spec, method: str, *, t_end=None, switching="auto", rtol=None):
+    rtol = spec.rtol if rtol is None else rtol
+
     def build(data):
         import flowsim as fs
 
@@ -348,7 +350,8 @@ def _flowsim_builder(spec: Spec, method: str, *, t_end=None, switching="auto"):
 
         def run(max_wall):
             return fs.simulate(
-                net, theta0, X, y, t_end=t_stop, method=method, rtol=spec.rtol, atol=spec.atol,
+                net, theta0, X, y, t_end=t_stop, method=method, rtol=rtol,
+                atol=spec.atol * rtol / spec.rtol,
                 save=np.concatenate([[0.0], check_t]), save_state="final" if large else "all",
                 events=events, max_wall=max_wall, progress=False, switching=switching,
             )  # fmt: skip
@@ -409,7 +412,9 @@ class _LimitedRHS:
         return self.fun(t, theta)
 
 
-def _scipy_builder(spec: Spec, method: str):
+def _scipy_builder(spec: Spec, method: str, *, rtol=None):
+    rtol = spec.rtol if rtol is None else rtol
+
     def build(data):
         from scipy.integrate import solve_ivp
 
@@ -422,8 +427,9 @@ def _scipy_builder(spec: Spec, method: str):
             rhs = _LimitedRHS(fun, limit)
             try:
                 sol = solve_ivp(
-                    rhs, (0.0, spec.t_end), data["theta0"], method=method, rtol=spec.rtol,
-                    atol=data["atol_scipy"], t_eval=check_t, events=_scipy_events(spec, data),
+                    rhs, (0.0, spec.t_end), data["theta0"], method=method, rtol=rtol,
+                    atol=data["atol_scipy"] * rtol / spec.rtol, t_eval=check_t,
+                    events=_scipy_events(spec, data),
                 )  # fmt: skip
             except _OutOfTime:
                 return Run("timeout", rhs.t_last, np.empty(0), nfev=rhs.calls,
@@ -679,6 +685,29 @@ W1 = Workload(
         Impl(
             "scipy LSODA + numpy",
             _scipy_builder(W1_SPEC, "LSODA"),
+            collect=_collect,
+            compare_to="flowsim auto",
+            requires=("scipy",),
+        ),
+        # equal accuracy both ways: flowsim looser, LSODA tighter (atol scaled with rtol)
+        Impl(
+            "flowsim auto, rtol 1e-6",
+            _flowsim_builder(W1_SPEC, "auto", rtol=1e-6),
+            kind="flowsim",
+            collect=_collect,
+            compare_to="flowsim auto, rtol 1e-6",
+            requires=("numba",),
+        ),
+        Impl(
+            "scipy LSODA + numpy, rtol 1e-6",
+            _scipy_builder(W1_SPEC, "LSODA", rtol=1e-6),
+            collect=_collect,
+            compare_to="flowsim auto, rtol 1e-6",
+            requires=("scipy",),
+        ),
+        Impl(
+            "scipy LSODA + numpy, rtol 1e-10",
+            _scipy_builder(W1_SPEC, "LSODA", rtol=1e-10),
             collect=_collect,
             compare_to="flowsim auto",
             requires=("scipy",),

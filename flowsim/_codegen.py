@@ -96,7 +96,7 @@ def _dependencies() -> str:
     return "".join(inspect.getsource(m) for m in (_jit, _vmath))
 
 
-def build_module(kind: str, parts: list[str]) -> ModuleType:
+def build_module(kind: str, parts: list[str], *, parallel: bool = True) -> ModuleType:
     """Write (if new) and import the module made of ``parts``.
 
     Parameters
@@ -105,9 +105,15 @@ def build_module(kind: str, parts: list[str]) -> ModuleType:
         Short name used in the file name (``"two_layer"``, ``"activation"``...).
     parts : list of str
         Python source fragments, concatenated after a common header.
+    parallel : bool
+        False: every ``@pjit`` function is compiled serial too, for runs too
+        small to use threads (compiling a parallel loop costs seconds, and a
+        small run would never call it).
     """
     source = _HEADER + "\n\n".join(p.strip("\n") + "\n" for p in parts)
     source = source + "\n\n" + serial_twins(source) + "\n"
+    if not parallel:
+        source = source.replace("\n@pjit\n", "\n@jit\n")
     digest = hashlib.sha256((source + numba.__version__ + _dependencies()).encode())
     digest = digest.hexdigest()[:20]
     name = f"flowsim_gen_{kind}_{digest}"

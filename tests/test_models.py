@@ -332,3 +332,26 @@ def test_general_sigma_constants_theory_form(rng):
     np.testing.assert_allclose(
         c, [beta1 / alpha, beta2, beta2 / alpha, kappa * kappa_prime], rtol=4e-16
     )
+
+
+def test_small_runs_use_the_serial_variant_with_identical_results():
+    """Below PARALLEL_MIN_WORK simulate uses kernels whose parallel loops are compiled
+    serial (no parfors compile); they compute the same bits."""
+    from flowsim._jit import PARALLEL_MIN_WORK
+    from flowsim.models._base import no_switching
+
+    net = fs.TwoLayer("tanh", 7, 2)
+    theta = net.init(0, scale=0.5)
+    X = np.random.default_rng(1).normal(size=(9, 2))
+    y = np.sin(X[:, 0])
+    assert net.kernels_for(9) is net._serial_kernels
+    big = PARALLEL_MIN_WORK // net.n_params + 1
+    assert net.kernels_for(big) is net.kernels
+    assert "@pjit" not in open(net._serial_kernels.__file__).read()
+    Xa = np.ascontiguousarray(net.augment(X))
+    c, _ = net.flow_constants(net.default_scales(theta))
+    mode, aux = no_switching()
+    out = [np.empty(theta.size), np.empty(theta.size)]
+    for module, o in zip((net.kernels, net._serial_kernels), out, strict=True):
+        module.flow(theta, Xa, y, c, net.dims(), mode, aux, o)
+    np.testing.assert_array_equal(out[0], out[1])

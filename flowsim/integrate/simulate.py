@@ -282,7 +282,7 @@ def simulate(
     y_bar = theta0 / S
     Xa = np.ascontiguousarray(net.augment(X))
     dims = net.dims()
-    kernels = net.kernels
+    kernels = net.kernels_for(Xa.shape[0])
     P = y_bar.size
 
     k = save_t.size

@@ -7,6 +7,7 @@ import functools
 import numpy as np
 
 from flowsim import _codegen
+from flowsim._jit import PARALLEL_MIN_WORK
 from flowsim.activations import Activation, activation
 from flowsim.integrate import control, dense, discrete, events, explicit, rosenbrock, stiff
 
@@ -138,10 +139,25 @@ class Model:
     @functools.cached_property
     def kernels(self):
         """Generated module: this activation + model kernels + stepping loops."""
+        return _codegen.build_module(self.kind, self._kernel_parts())
+
+    def _kernel_parts(self) -> list[str]:
         templates = [control, dense, events, explicit, discrete, stiff, rosenbrock]
         parts = [self.activation.source, self._model_source()]
-        parts += [_codegen.template_body(t) for t in templates]
-        return _codegen.build_module(self.kind, parts)
+        return parts + [_codegen.template_body(t) for t in templates]
+
+    @functools.cached_property
+    def _serial_kernels(self):
+        """As :attr:`kernels` with the parallel kernels compiled serial (small runs)."""
+        return _codegen.build_module(self.kind, self._kernel_parts(), parallel=False)
+
+    def kernels_for(self, n_samples: int):
+        """The kernels for a run on ``n_samples`` samples: below
+        :data:`flowsim._jit.PARALLEL_MIN_WORK` multiply-adds per pass the kernels
+        run their serial twins anyway, so the parallel ones are not compiled."""
+        if n_samples * self.n_params < PARALLEL_MIN_WORK:
+            return self._serial_kernels
+        return self.kernels
 
     def _model_source(self) -> str:
         """The model template's kernels (subclasses may specialize them)."""

@@ -100,8 +100,7 @@ def test_concurrent_compiles_of_different_signatures_all_land_in_the_index(tmp_p
     another signature's code)."""
     (tmp_path / "cachedmod.py").write_text(MODULE)
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), dtype])
-        for dtype in DTYPES
+        subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), dtype]) for dtype in DTYPES
     ]
     time.sleep(3.0)  # let every worker import numba and reach the barrier
     (tmp_path / "go").write_text("")

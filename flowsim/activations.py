@@ -21,6 +21,7 @@ from types import ModuleType
 
 import numpy as np
 import sympy as sp
+from sympy.codegen.cfunctions import log1p
 from sympy.parsing.sympy_parser import (
     implicit_multiplication_application,
     parse_expr,
@@ -93,10 +94,10 @@ class _KernelPrinter(PythonCodePrinter):
     def _print_log(self, expr):
         if len(expr.args) != 1:
             return super()._print_log(expr)
-        arg = expr.args[0]
-        if arg.is_Add and 1 in arg.args:
-            return f"_vm.log1p({self._print(arg - 1)})"
-        return f"_vm.log({self._print(arg)})"
+        return f"_vm.log({self._print(expr.args[0])})"
+
+    def _print_log1p(self, expr):
+        return f"_vm.log1p({self._print(expr.args[0])})"
 
     def _print_DiracDelta(self, expr):
         return "0.0"  # zero almost everywhere: the kernels see no atoms
@@ -110,10 +111,19 @@ def _print(expr: sp.Expr) -> str:
     return _KernelPrinter({"fully_qualified_modules": True}).doprint(expr)
 
 
+def _with_log1p(expr: sp.Expr) -> sp.Expr:
+    return expr.replace(
+        lambda e: isinstance(e, sp.log) and e.args[0].is_Add and 1 in e.args[0].args,
+        lambda e: log1p(e.args[0] - 1),
+    )
+
+
 def _function_source(name: str, exprs: list[sp.Expr]) -> str:
     """Source of a scalar ``@jit`` function of ``z`` returning ``exprs``."""
     z = sp.Symbol("z", real=True)
-    exprs = [sp.sympify(e).subs(x, z) for e in exprs]
+    # log(1 + u) -> log1p(u) before common subexpressions are taken out: once 1 + u
+    # is its own variable the printer can no longer see it (log(1 + 1e-12) != 1e-12)
+    exprs = [_with_log1p(sp.sympify(e).subs(x, z)) for e in exprs]
     replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_t"))
     lines = ["@jit", f"def {name}(z):"]
     for sym, sub in replacements:
@@ -138,7 +148,8 @@ def apply(z, order, out):
 
 
 def kernel_source(expr: sp.Expr, forms: tuple[sp.Expr, sp.Expr, sp.Expr] | None = None) -> str:
-    """Numba source of ``sigma``, ``dsigma``, ``d2sigma`` and ``sigma_dsigma``.
+    """Numba source of ``sigma``, ``dsigma``, ``d2sigma``, ``sigma_dsigma`` and
+    ``sigma_derivs`` (value and both derivatives, common subexpressions shared).
 
     ``forms`` replaces (sigma, sigma', sigma'') by numerically safer equal forms.
     """
@@ -153,6 +164,7 @@ def kernel_source(expr: sp.Expr, forms: tuple[sp.Expr, sp.Expr, sp.Expr] | None 
             _function_source("dsigma", [d1]),
             _function_source("d2sigma", [d2]),
             _function_source("sigma_dsigma", [expr, d1]),
+            _function_source("sigma_derivs", [expr, d1, d2]),
             _ARRAY_KERNEL,
         ]
     )

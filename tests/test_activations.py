@@ -279,3 +279,13 @@ def test_kernel_forms_equal_the_expression_derivatives(name):
         ref = np.array([float(expr.subs(x, sp.Float(v, 40)).evalf(40)) for v in z])
         got = act(z) if order == 0 else act.derivative(z, order)
         np.testing.assert_allclose(got, ref, rtol=rtol, atol=1e-300, err_msg=f"order {order}")
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_sigma_derivs_equals_the_separate_kernels(name):
+    """The fused (value, first, second derivative) kernel shares subexpressions only."""
+    k = fs.activation(name).kernels
+    for z in (-3.7, -1e-3, 0.0, 0.4, 2.5):
+        np.testing.assert_allclose(
+            k.sigma_derivs(z), (k.sigma(z), k.dsigma(z), k.d2sigma(z)), rtol=1e-14, atol=1e-300
+        )

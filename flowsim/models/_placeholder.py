@@ -1,6 +1,7 @@
 """Stand-in activation kernels (tanh) for the template modules.
 
-The templates import ``sigma``, ``dsigma``, ``d2sigma`` and ``sigma_dsigma``
+The templates import ``sigma``, ``dsigma``, ``d2sigma``, ``sigma_dsigma`` and
+``sigma_derivs``
 from here so that they are importable, lintable Python; in a generated module
 these names are the kernels printed from the activation's SymPy expression
 (see :mod:`flowsim._codegen`).
@@ -32,3 +33,9 @@ def d2sigma(z):
 def sigma_dsigma(z):
     t = math.tanh(z)
     return t, 1.0 - t * t
+
+
+@jit
+def sigma_derivs(z):
+    t = math.tanh(z)
+    return t, 1.0 - t * t, -2.0 * t * (1.0 - t * t)

@@ -21,7 +21,7 @@ from numba import prange
 
 from flowsim._jit import PARALLEL_MIN_WORK, jit, pjit
 from flowsim.integrate.dense import dense_eval
-from flowsim.models._placeholder import d2sigma, dsigma, sigma, sigma_dsigma
+from flowsim.models._placeholder import dsigma, sigma, sigma_derivs, sigma_dsigma
 
 # --- template body ---
 
@@ -564,9 +564,7 @@ def _invert_small(Mat, work):
 
     Returns False when a pivot is zero or not finite."""
     q = Mat.shape[0]
-    perm = work
-    for r in range(q):
-        perm[r] = r
+    pivots = work
     for col in range(q):
         piv = col
         best = abs(Mat[col, col])
@@ -576,14 +574,12 @@ def _invert_small(Mat, work):
                 piv = r
         if not (best > 0.0) or not math.isfinite(best):
             return False
+        pivots[col] = piv
         if piv != col:
             for j in range(q):
                 tmp = Mat[col, j]
                 Mat[col, j] = Mat[piv, j]
                 Mat[piv, j] = tmp
-            tmp = perm[col]
-            perm[col] = perm[piv]
-            perm[piv] = tmp
         inv = 1.0 / Mat[col, col]
         Mat[col, col] = 1.0
         for j in range(q):
@@ -595,10 +591,14 @@ def _invert_small(Mat, work):
                     Mat[r, col] = 0.0
                     for j in range(q):
                         Mat[r, j] -= f * Mat[col, j]
-    # the row swaps of the elimination become column swaps of the inverse
-    out = Mat.copy()
-    for j in range(q):
-        Mat[:, int(perm[j])] = out[:, j]
+    # the row swaps of the elimination become column swaps of the inverse, in reverse
+    for col in range(q - 1, -1, -1):
+        piv = int(pivots[col])
+        if piv != col:
+            for r in range(q):
+                tmp = Mat[r, col]
+                Mat[r, col] = Mat[r, piv]
+                Mat[r, piv] = tmp
     return True
 
 
@@ -658,9 +658,8 @@ def _jacobian_parts(theta, X, y, c, dims, shift, Ablk, GT, ET):
         ga = GT[k]
         ea = ET[k]
         for i in range(n):
-            s, dsig[i] = sigma_dsigma(c[1] * z[i])
+            s, dsig[i], d2s[i] = sigma_derivs(c[1] * z[i])
             ds[i] = dsig[i]
-            d2s[i] = d2sigma(c[1] * z[i])
             ga[i] = c[2] * s
             ea[i] = c[0] * s
         for i in range(n):

@@ -184,6 +184,28 @@ def stop_at_event(q, y, ev_t, ev_states, ev_loss, fst, ist):
 
 
 @jit
+def start_run(
+    y, t, X, Y, c, dims, mode, aux, f0, fst, ist,
+    save_t, save_state_row, out_t, out_loss, out_norms, out_maxnorm, out_states,
+    ev_kind, ev_thr, ev_g,
+):  # fmt: skip
+    """First evaluation of a run (or after a method switch): f0 = f(y), the save
+    points at t, the events' values.  Returns False (status nonfinite) when f(y)
+    is not finite."""
+    fst[F_LOSS] = flow(y, X, Y, c, dims, mode, aux, f0)
+    ist[I_NFEV] += 1
+    ist[I_HAVE_K0] = 1
+    if not (_all_finite(f0) and math.isfinite(fst[F_LOSS])):
+        ist[I_STATUS] = S_NONFINITE
+        return False
+    while ist[I_SAVE] < save_t.size and save_t[ist[I_SAVE]] <= t:
+        _record(y, t, loss(y, X, Y, c, dims), dims, 0, out_t, out_loss, out_norms,
+                out_maxnorm, out_states, save_state_row, ist)  # fmt: skip
+    event_values(ev_kind, ev_thr, y, fst[F_LOSS], dims, ev_g)
+    return True
+
+
+@jit
 def initial_step(y0, f0, order, rtol, atol, X, Y, c, dims, mode, aux, scratch, scratch_f):
     """Starting step size ([HNW93] II.4, algorithm of DOPRI5); costs one evaluation."""
     n = y0.size
@@ -230,7 +252,6 @@ def rk_solve(
     """
     n = y.size
     R = A.shape[0]
-    n_save = save_t.size
     n_ev = ev_kind.size
     switching = mode.shape[0] > 0
     t = fst[F_T]
@@ -248,16 +269,10 @@ def rk_solve(
     if ist[I_HAVE_K0] == 0:
         if switching and ist[I_ACCEPTED] == 0:
             switch_init(y, X, Y, c, dims, mode, aux)
-        fst[F_LOSS] = flow(y, X, Y, c, dims, mode, aux, K[0])
-        ist[I_NFEV] += 1
-        ist[I_HAVE_K0] = 1
-        if not (_all_finite(K[0]) and math.isfinite(fst[F_LOSS])):
-            ist[I_STATUS] = S_NONFINITE
+        if not start_run(y, t, X, Y, c, dims, mode, aux, K[0], fst, ist, save_t, save_state_row,
+                         out_t, out_loss, out_norms, out_maxnorm, out_states, ev_kind, ev_thr,
+                         ev_g):  # fmt: skip
             return
-        while ist[I_SAVE] < n_save and save_t[ist[I_SAVE]] <= t:
-            _record(y, t, loss(y, X, Y, c, dims), dims, 0, out_t, out_loss, out_norms,
-                    out_maxnorm, out_states, save_state_row, ist)  # fmt: skip
-        event_values(ev_kind, ev_thr, y, fst[F_LOSS], dims, ev_g)
         if h <= 0.0:
             h = initial_step(y, K[0], error_order + 1, rtol, atol, X, Y, c, dims, mode, aux,
                              ys, K[1])  # fmt: skip

@@ -28,32 +28,28 @@ import numpy as np
 
 from flowsim._jit import jit
 from flowsim.integrate.control import error_norm
-from flowsim.integrate.events import event_values
 from flowsim.integrate.explicit import (
     F_ERR_PREV,
     F_H,
     F_H_MIN,
-    F_LOSS,
     F_RTOL,
     F_T,
     F_T_END,
     I_HAVE_K0,
     I_NFEV,
     I_REJECTED,
-    I_SAVE,
     I_STATUS,
     S_DONE,
     S_NONFINITE,
     S_RUNNING,
     S_STEP_TOO_SMALL,
     _all_finite,
-    _record,
     initial_step,
+    start_run,
 )
 from flowsim.integrate.stiff import accept_hermite_step, hermite_p
 from flowsim.models._two_layer_kernels import (
     flow,
-    loss,
     newton_factor,
     newton_solve,
     newton_work_size,
@@ -116,7 +112,6 @@ def rodas_solve(
     """RODAS4 steps of the gradient flow (state and outputs as in ``rk_solve``)."""
     n = y.size
     n_data = X.shape[0]
-    n_save = save_t.size
     n_ev = ev_kind.size
     t = fst[F_T]
     h = fst[F_H]
@@ -135,16 +130,10 @@ def rodas_solve(
     hermite = hermite_p()
     g_new = np.empty(n_ev)
     if ist[I_HAVE_K0] == 0:
-        fst[F_LOSS] = flow(y, X, Y, c, dims, mode, aux, K[0])
-        ist[I_NFEV] += 1
-        ist[I_HAVE_K0] = 1
-        if not (_all_finite(K[0]) and math.isfinite(fst[F_LOSS])):
-            ist[I_STATUS] = S_NONFINITE
+        if not start_run(y, t, X, Y, c, dims, mode, aux, K[0], fst, ist, save_t, save_state_row,
+                         out_t, out_loss, out_norms, out_maxnorm, out_states, ev_kind, ev_thr,
+                         ev_g):  # fmt: skip
             return
-        while ist[I_SAVE] < n_save and save_t[ist[I_SAVE]] <= t:
-            _record(y, t, loss(y, X, Y, c, dims), dims, 0, out_t, out_loss, out_norms,
-                    out_maxnorm, out_states, save_state_row, ist)  # fmt: skip
-        event_values(ev_kind, ev_thr, y, fst[F_LOSS], dims, ev_g)
     if h <= 0.0:
         h = initial_step(y, K[0], 4, rtol, atol, X, Y, c, dims, mode, aux, scratch, scratch_f)
         ist[I_NFEV] += 1

@@ -42,18 +42,17 @@ from flowsim.integrate.explicit import (
     I_HAVE_K0,
     I_NFEV,
     I_REJECTED,
-    I_SAVE,
     I_STATUS,
     S_DONE,
     S_NONFINITE,
     S_RUNNING,
     S_STEP_TOO_SMALL,
     _all_finite,
-    _record,
+    start_run,
     step_outputs,
     stop_at_event,
 )
-from flowsim.models._two_layer_kernels import flow, loss
+from flowsim.models._two_layer_kernels import flow
 
 # --- template body ---
 
@@ -204,7 +203,6 @@ def rkc_solve(
 ):  # fmt: skip
     """RKC steps of the gradient flow (state and outputs as in ``rk_solve``)."""
     n = y.size
-    n_save = save_t.size
     n_ev = ev_kind.size
     t = fst[F_T]
     h = fst[F_H]
@@ -224,17 +222,11 @@ def rkc_solve(
     g_new = np.empty(n_ev)
     s_cached = -1
     if ist[I_HAVE_K0] == 0:
-        fst[F_LOSS] = flow(y, X, Y, c, dims, mode, aux, K[0])
-        ist[I_NFEV] += 1
-        ist[I_HAVE_K0] = 1
         ist[I_RHO_AGE] = RHO_EVERY
-        if not (_all_finite(K[0]) and math.isfinite(fst[F_LOSS])):
-            ist[I_STATUS] = S_NONFINITE
+        if not start_run(y, t, X, Y, c, dims, mode, aux, K[0], fst, ist, save_t, save_state_row,
+                         out_t, out_loss, out_norms, out_maxnorm, out_states, ev_kind, ev_thr,
+                         ev_g):  # fmt: skip
             return
-        while ist[I_SAVE] < n_save and save_t[ist[I_SAVE]] <= t:
-            _record(y, t, loss(y, X, Y, c, dims), dims, 0, out_t, out_loss, out_norms,
-                    out_maxnorm, out_states, save_state_row, ist)  # fmt: skip
-        event_values(ev_kind, ev_thr, y, fst[F_LOSS], dims, ev_g)
     steps = 0
     rejected_last = False
     while steps < chunk:

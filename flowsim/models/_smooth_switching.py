@@ -1,9 +1,10 @@
-"""Switching kernels of a smooth activation (template; see :mod:`flowsim._codegen`).
+"""No-op switching kernels (template; see :mod:`flowsim._codegen`).
 
 For an activation without kinks the two-layer template's ``kinks`` region
 (frozen activation patterns, Filippov sliding, kink location) is replaced by
 these no-ops: the stepping loops keep their one signature, and a cold first
-``simulate`` does not compile ~20 s of switching code it can never run.
+``simulate`` does not compile ~20 s of switching code it can never run.  Three-layer
+nets (no kink treatment) use them too.
 """
 
 from flowsim._jit import jit

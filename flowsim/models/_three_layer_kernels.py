@@ -157,27 +157,8 @@ def layer_norms(theta, dims, out):
     out[2] = math.sqrt(np.sum(V * V))
 
 
-# -- switching: not implemented for three layers (kinks are integrated as is) --
-
-
-@jit
-def switch_init(theta, X, y, c, dims, mode, aux):
-    pass
-
-
-@jit
-def switch_decide(theta, X, y, c, dims, mode, aux, k, i):
-    return 0
-
-
-@jit
-def switch_project(theta, X, dims, k, i):
-    pass
-
-
-@jit
-def switch_locate(y0, y1, K, P, h, X, y, c, dims, mode, aux, scratch, scratch_f):
-    return 2.0, -1, -1
+# switching: not implemented for three layers (kinks are integrated as is); the
+# no-op switching kernels come from flowsim.models._smooth_switching (ThreeLayer).
 
 
 # -- linearly implicit steps: not available for three layers (simulate refuses "rodas") --

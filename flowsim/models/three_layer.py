@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from flowsim.models import _three_layer_kernels
+from flowsim import _codegen
+from flowsim.models import _smooth_switching, _three_layer_kernels
 from flowsim.models._base import Model, check_positive_int
 from flowsim.models._init import draw_init, resolve_stds
 
@@ -40,6 +41,11 @@ class ThreeLayer(Model):
     kind = "three_layer"
     neuron_layer = "V"
     _template = _three_layer_kernels
+
+    def _model_source(self) -> str:
+        """The kernels, with the no-op switching kernels (no kink treatment here)."""
+        body = _codegen.template_body(self._template)
+        return body + "\n\n" + _codegen.template_body(_smooth_switching)
 
     def __init__(self, activation, widths, input_dim, *, bias=True, alpha=1.0):
         super().__init__(activation, input_dim, bias=bias, alpha=alpha)

@@ -295,6 +295,20 @@ def test_relu_through_kinks_vs_scipy_dense_output(method, monkeypatch):
     np.testing.assert_allclose(traj.theta, sol.y.T, rtol=0, atol=1e-7)
 
 
+def test_fixed_step_rule_keeps_its_step_after_a_kink():
+    """rk4 re-takes the step that ends on a kink, then goes on with its own dt
+    (it used to keep the shortened step for the rest of the run)."""
+    net, theta0, X, y, t_end = _relu_kink_case()
+    dt = 0.01
+    ref = fs.simulate(net, theta0, X, y, t_end=t_end, rtol=1e-12, atol=1e-14,
+                      save_state="final", progress=False)  # fmt: skip
+    traj = fs.simulate(net, theta0, X, y, t_end=t_end, method="rk4", dt=dt,
+                       save_state="final", progress=False)  # fmt: skip
+    assert traj.n_switches >= 1
+    assert traj.n_accepted <= round(t_end / dt) + 2 * traj.n_switches
+    np.testing.assert_allclose(traj.theta_final, ref.theta_final, rtol=0, atol=1e-9)
+
+
 # ------------------------------------------------------------------ invariants
 
 

@@ -25,10 +25,9 @@ from flowsim.models._two_layer_kernels import (
     layer_norms,
     loss,
     max_neuron_norm,
-    switch_decide,
+    switch_cross,
     switch_init,
     switch_locate,
-    switch_project,
 )
 
 # --- template body ---
@@ -264,6 +263,8 @@ def rk_solve(
     err = np.empty(n)
     yd = np.empty(n)
     scratch_f = np.empty(n)
+    P_cut = np.empty_like(P)
+    h_fixed = h  # fixed-step rules: the step to return to after a kink
     k = error_order + 1.0
 
     if ist[I_HAVE_K0] == 0:
@@ -344,14 +345,15 @@ def rk_solve(
             # locating kinks needs them, and the pattern may change below
             _stages(y, h, A, K, end_row + 1, R, ys, X, Y, c, dims, mode, aux, stage_loss, ist)
             have_dense = True
+        h_full = h  # the step size the error estimate belongs to
+        step_P = P
         if switching:
             if pending_k >= 0 and h == pending_h:
-                # this step ends on the kink located last time: update the pattern
-                # (K[end_row] stays: the step's dense output needs it; the next
-                # step starts from the derivative under the new pattern)
-                switch_project(y1, X, dims, pending_k, pending_i)
-                switch_decide(y1, X, Y, c, dims, mode, aux, pending_k, pending_i)
-                loss_switched = flow(y1, X, Y, c, dims, mode, aux, scratch_f)
+                # (fixed step) this step was re-taken to end on the kink located last
+                # time: update the pattern there (K[end_row] stays: the step's dense
+                # output needs it; the next step starts from scratch_f)
+                loss_switched = switch_cross(y1, X, Y, c, dims, mode, aux, pending_k, pending_i,
+                                             scratch_f)  # fmt: skip
                 switched = True
                 ist[I_NFEV] += 1
                 ist[I_SWITCHES] += 1
@@ -360,23 +362,41 @@ def rk_solve(
                 pending_k = -1
                 th, ksw, isw = switch_locate(y, y1, K, P, h, X, Y, c, dims, mode, aux, yd,
                                              scratch_f)  # fmt: skip
-                if th <= 1.0:
-                    if th * h <= 1e-13 * max(1.0, abs(t)):
-                        # already at the kink at the start of the step
-                        switch_project(y, X, dims, ksw, isw)
-                        switch_decide(y, X, Y, c, dims, mode, aux, ksw, isw)
-                        fst[F_LOSS] = flow(y, X, Y, c, dims, mode, aux, K[0])
-                        ist[I_NFEV] += 1
-                        ist[I_SWITCHES] += 1
-                        stalls += 1
-                        if stalls > 10 * mode.size + 100:
-                            ist[I_STATUS] = S_STEP_TOO_SMALL
-                            break
-                    else:
-                        pending_k = ksw
-                        pending_i = isw
-                        h = th * h
-                        pending_h = h
+                if th <= 1.0 and th * h <= 1e-13 * max(1.0, abs(t)):
+                    # already at the kink at the start of the step
+                    fst[F_LOSS] = switch_cross(y, X, Y, c, dims, mode, aux, ksw, isw, K[0])
+                    ist[I_NFEV] += 1
+                    ist[I_SWITCHES] += 1
+                    stalls += 1
+                    if stalls > 10 * mode.size + 100:
+                        ist[I_STATUS] = S_STEP_TOO_SMALL
+                        break
+                    continue
+                if th <= 1.0 and adaptive:
+                    # end the step at the kink, on its dense output: the stages
+                    # integrated the frozen pattern's smooth field, which is the flow up
+                    # to the kink; the dense output of the part is P rescaled
+                    dense_eval(y, K, P, h, th, y1)
+                    power = 1.0
+                    for col in range(P.shape[1]):
+                        for row in range(P.shape[0]):
+                            P_cut[row, col] = P[row, col] * power
+                        power *= th
+                    step_P = P_cut
+                    h = th * h
+                    last = False
+                    loss_switched = switch_cross(y1, X, Y, c, dims, mode, aux, ksw, isw,
+                                                 scratch_f)  # fmt: skip
+                    switched = True
+                    ist[I_NFEV] += 1
+                    ist[I_SWITCHES] += 1
+                elif th <= 1.0:
+                    # fixed step: re-take the step up to the kink (the dense output is
+                    # of lower order than the rule)
+                    pending_k = ksw
+                    pending_i = isw
+                    h = th * h
+                    pending_h = h
                     continue
         stalls = 0
         loss1 = loss_switched if switched else stage_loss[end_row]
@@ -385,7 +405,7 @@ def rk_solve(
                         t_new) and not have_dense:  # fmt: skip
             _stages(y, h, A, K, end_row + 1, R, ys, X, Y, c, dims, mode, aux, stage_loss, ist)
         stop_event = step_outputs(
-            y, y1, K, P, h, t, t_new, loss1, X, Y, c, dims,
+            y, y1, K, step_P, h, t, t_new, loss1, X, Y, c, dims,
             ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss, g_new,
             save_t, save_state_row, out_t, out_loss, out_norms, out_maxnorm, out_states, ist, yd,
         )  # fmt: skip
@@ -401,8 +421,10 @@ def rk_solve(
         fst[F_LOSS] = loss1
         t = t_new
         if adaptive:
-            h *= step_factor(err_norm, fst[F_ERR_PREV], k, rejected_last)
+            h = h_full * step_factor(err_norm, fst[F_ERR_PREV], k, rejected_last)
             fst[F_ERR_PREV] = max(err_norm, 1e-4)
+        else:
+            h = h_fixed
         rejected_last = False
         shrinks = 0
     fst[F_T] = t

@@ -162,7 +162,12 @@ def _save_plan(save, n_save, t_end, save_state):
     if save is None:
         save_t = default_save_times(t_end, n_save)
     else:
-        save_t = np.asarray(save, dtype=np.float64).ravel()
+        try:
+            save_t = np.asarray(save, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"save must be None (log-spaced, n_save points) or an array of times, got {save!r}"
+            ) from None
         if save_t.size == 0 or not np.all(np.isfinite(save_t)):
             raise ValueError("save must be a non-empty array of finite times")
         if np.any(np.diff(save_t) < 0) or save_t[0] < 0 or save_t[-1] > t_end:

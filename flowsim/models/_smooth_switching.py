@@ -38,13 +38,8 @@ def switch_init(theta, X, y, c, dims, mode, aux):
 
 
 @jit
-def switch_decide(theta, X, y, c, dims, mode, aux, k, i):
-    return 0
-
-
-@jit
-def switch_project(theta, X, dims, k, i):
-    pass
+def switch_cross(theta, X, y, c, dims, mode, aux, k, i, out):
+    return 0.0
 
 
 @jit

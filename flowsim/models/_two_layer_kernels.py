@@ -95,6 +95,14 @@ def loss(theta, X, y, c, dims):
     return 0.5 * total / n
 
 
+@jit
+def _transpose_block(theta, m, D, k0, L, WT):
+    """WT[d, j] = input weight d of neuron k0 + j, for the L neurons of a block."""
+    for j in range(L):
+        for d in range(D):
+            WT[d, j] = theta[m + (k0 + j) * D + d]
+
+
 @pjit
 def _backward(theta, X, e, c, dims, out):
     """Scaled gradient of the smooth activation's flow, given residuals ``e``.
@@ -112,9 +120,7 @@ def _backward(theta, X, e, c, dims, out):
         k0 = b * NEURON_BLOCK
         L = min(m, k0 + NEURON_BLOCK) - k0
         WT = np.empty((D, L))
-        for j in range(L):
-            for d in range(D):
-                WT[d, j] = theta[m + (k0 + j) * D + d]
+        _transpose_block(theta, m, D, k0, L, WT)
         ga = np.zeros(L)
         gw = np.zeros((D, L))
         z = np.empty(L)
@@ -143,15 +149,9 @@ def _backward(theta, X, e, c, dims, out):
 
 
 @jit
-def flow(theta, X, y, c, dims, mode, aux, out):
-    """out = d theta / dt (the negative scaled gradient); returns the loss at theta.
-
-    ``mode`` (m, n) int8 freezes the activation pattern of a switching
-    (piecewise-linear) activation: +1 / -1 the side of the kink, 2 sliding on
-    it (Filippov); an empty ``mode`` evaluates the activation itself.
-    """
+def residuals(theta, X, y, c, dims, mode, e):
+    """e = f(X) - y (the pattern frozen by a non-empty ``mode``); returns the loss."""
     n = X.shape[0]
-    e = np.empty(n)
     parallel = n * dims[0] * dims[1] >= PARALLEL_MIN_WORK
     if mode.shape[0] > 0:
         if parallel:
@@ -166,6 +166,13 @@ def flow(theta, X, y, c, dims, mode, aux, out):
     for i in range(n):
         e[i] -= y[i]
         total += e[i] * e[i]
+    return 0.5 * total / n
+
+
+@jit
+def flow_from_residuals(theta, X, e, c, dims, mode, aux, out):
+    """out = d theta / dt given the residuals ``e`` at theta."""
+    parallel = X.shape[0] * dims[0] * dims[1] >= PARALLEL_MIN_WORK
     if mode.shape[0] > 0:
         if parallel:
             _backward_frozen(theta, X, e, c, dims, mode, aux, out)
@@ -175,7 +182,20 @@ def flow(theta, X, y, c, dims, mode, aux, out):
         _backward(theta, X, e, c, dims, out)
     else:
         _backward_serial(theta, X, e, c, dims, out)  # noqa: F821 - generated twin
-    return 0.5 * total / n
+
+
+@jit
+def flow(theta, X, y, c, dims, mode, aux, out):
+    """out = d theta / dt (the negative scaled gradient); returns the loss at theta.
+
+    ``mode`` (m, n) int8 freezes the activation pattern of a switching
+    (piecewise-linear) activation: +1 / -1 the side of the kink, 2 sliding on
+    it (Filippov); an empty ``mode`` evaluates the activation itself.
+    """
+    e = np.empty(X.shape[0])
+    value = residuals(theta, X, y, c, dims, mode, e)
+    flow_from_residuals(theta, X, e, c, dims, mode, aux, out)
+    return value
 
 
 @jit
@@ -219,23 +239,55 @@ def layer_norms(theta, dims, out):
 SWITCH_EPS = 1e-12
 
 
+@jit
+def _frozen_block(X, mode, D, k0, L, i, lo, hi, WT, z, slope):
+    """Pre-activations z and frozen slopes of block neurons k0..k0+L for sample i
+    (slope 0 for a sliding pair: its terms are added separately)."""
+    z[:L] = 0.0
+    for d in range(D):
+        xd = X[i, d]
+        for j in range(L):
+            z[j] += WT[d, j] * xd
+    for j in range(L):
+        md = mode[k0 + j, i]
+        # arithmetic, not a select between variables: that one does not vectorize
+        slope[j] = (1.0 if md == 1 else 0.0) * hi + (1.0 if md == -1 else 0.0) * lo
+
+
 @pjit
 def _forward_frozen(theta, X, c, dims, mode, out):
-    """f(x_i) with the activation pattern frozen by ``mode`` (switching models)."""
+    """f(x_i) with the activation pattern frozen by ``mode`` (switching models).
+
+    Vectorized over neurons, in blocks of :data:`NEURON_BLOCK` whose partial
+    outputs are summed in block order (independent of the thread count).
+    """
     m = dims[0]
     D = dims[1]
     n = X.shape[0]
     lo = dsigma(-1.0)
     hi = dsigma(1.0)
-    for i in prange(n):
+    nb = (m + NEURON_BLOCK - 1) // NEURON_BLOCK
+    part = np.empty((nb, n))
+    for b in prange(nb):
+        k0 = b * NEURON_BLOCK
+        L = min(m, k0 + NEURON_BLOCK) - k0
+        WT = np.empty((D, L))
+        _transpose_block(theta, m, D, k0, L, WT)
+        z = np.empty(L)
+        slope = np.empty(L)
+        v = np.empty(L)
+        for i in range(n):
+            _frozen_block(X, mode, D, k0, L, i, lo, hi, WT, z, slope)
+            for j in range(L):
+                v[j] = theta[k0 + j] * slope[j] * z[j]
+            acc = 0.0
+            for j in range(L):
+                acc += v[j]
+            part[b, i] = acc
+    for i in range(n):
         s = 0.0
-        for k in range(m):
-            md = mode[k, i]
-            if md == 1 or md == -1:
-                z = 0.0
-                for d in range(D):
-                    z += theta[m + k * D + d] * X[i, d]
-                s += theta[k] * (hi if md == 1 else lo) * z
+        for b in range(nb):
+            s += part[b, i]
         out[i] = c[0] * s
 
 
@@ -286,41 +338,66 @@ def _sliding_weights(theta, X, e, dims, mode, aux, k, lo, hi, grad_w):
 
 @pjit
 def _backward_frozen(theta, X, e, c, dims, mode, aux, out):
-    """As :func:`_backward` with the activation pattern frozen by ``mode``."""
+    """As :func:`_backward` with the activation pattern frozen by ``mode``: vectorized
+    over neurons in blocks; neurons with sliding samples get their Filippov terms
+    afterwards (:func:`_sliding_weights`)."""
     m = dims[0]
     D = dims[1]
     n = X.shape[0]
     lo = dsigma(-1.0)
     hi = dsigma(1.0)
-    for k in prange(m):
-        ga = 0.0
-        off = m + k * D
-        for d in range(D):
-            out[off + d] = 0.0
-        has_sliding = False
+    nb = (m + NEURON_BLOCK - 1) // NEURON_BLOCK
+    for b in prange(nb):
+        k0 = b * NEURON_BLOCK
+        L = min(m, k0 + NEURON_BLOCK) - k0
+        WT = np.empty((D, L))
+        _transpose_block(theta, m, D, k0, L, WT)
+        ga = np.zeros(L)
+        gw = np.zeros((D, L))
+        z = np.empty(L)
+        slope = np.empty(L)
+        r = np.empty(L)
+        sliding = 0
         for i in range(n):
-            z = 0.0
+            _frozen_block(X, mode, D, k0, L, i, lo, hi, WT, z, slope)
+            ei = e[i]
+            for j in range(L):
+                r[j] = ei * slope[j]
+                ga[j] += r[j] * z[j]
             for d in range(D):
-                z += theta[off + d] * X[i, d]
-            md = mode[k, i]
-            if md == 2:
-                has_sliding = True
-                continue
-            ds = hi if md == 1 else lo
-            ga += e[i] * ds * z
-            r = e[i] * ds
+                xd = X[i, d]
+                for j in range(L):
+                    gw[d, j] += r[j] * xd
+        flat = mode.reshape(mode.size)
+        for j in range(k0 * n, (k0 + L) * n):
+            sliding += 1 if flat[j] == 2 else 0
+        for j in range(L):
+            k = k0 + j
+            off = m + k * D
             for d in range(D):
-                out[off + d] += r * X[i, d]
-        if has_sliding:
-            idx, qs = _sliding_weights(theta, X, e, dims, mode, aux, k, lo, hi, out[off : off + D])
-            for r in range(idx.size):
-                w = e[idx[r]] * qs[r]
-                for d in range(D):
-                    out[off + d] += w * X[idx[r], d]
-        out[k] = -c[2] * ga / n
-        scale = -c[3] * theta[k] / n
-        for d in range(D):
-            out[off + d] *= scale
+                out[off + d] = gw[d, j]
+        if sliding > 0:
+            for j in range(L):
+                k = k0 + j
+                has = False
+                for i in range(n):
+                    if mode[k, i] == 2:
+                        has = True
+                if has:
+                    off = m + k * D
+                    idx, qs = _sliding_weights(theta, X, e, dims, mode, aux, k, lo, hi,
+                                               out[off : off + D])  # fmt: skip
+                    for q in range(idx.size):
+                        w = e[idx[q]] * qs[q]
+                        for d in range(D):
+                            out[off + d] += w * X[idx[q], d]
+        for j in range(L):
+            k = k0 + j
+            off = m + k * D
+            out[k] = -c[2] * ga[j] / n
+            scale = -c[3] * theta[k] / n
+            for d in range(D):
+                out[off + d] *= scale
 
 
 @jit
@@ -334,22 +411,19 @@ def _preact(theta, X, dims, k, i):
 
 
 @jit
-def switch_decide(theta, X, y, c, dims, mode, aux, k, i):
+def switch_decide(theta, X, e, dims, mode, aux, k, i):
     """Mode of sample i of neuron k at a state where its pre-activation is 0.
 
-    Returns +1 / -1 when the flow leaves the kink to that side, 2 when both
-    sides push back onto it (sliding).
+    ``e`` holds the residuals at theta: they do not depend on the sample's own
+    mode there (its pre-activation, hence its output term, is 0).  Returns
+    +1 / -1 when the flow leaves the kink to that side, 2 when both sides push
+    back onto it (sliding).
     """
     n = X.shape[0]
     D = dims[1]
     lo = dsigma(-1.0)
     hi = dsigma(1.0)
     old = mode[k, i]
-    mode[k, i] = 2
-    e = np.empty(n)
-    _forward_frozen_serial(theta, X, c, dims, mode, e)  # noqa: F821 - generated twin
-    for j in range(n):
-        e[j] -= y[j]
     # x_i . (sum_j e_j sigma'_j x_j) over the other samples, and the sample's own term
     A0 = 0.0
     for j in range(n):
@@ -404,15 +478,36 @@ def switch_init(theta, X, y, c, dims, mode, aux):
     """Pattern from the signs of the pre-activations; exact zeros decided by the flow."""
     m = dims[0]
     n = X.shape[0]
+    zeros = 0
     for k in range(m):
         for i in range(n):
             z = _preact(theta, X, dims, k, i)
             mode[k, i] = 1 if z > 0.0 else -1
             aux[k, i] = 0.0
+            if z == 0.0:
+                zeros += 1
+    if zeros == 0:
+        return
+    e = np.empty(n)
+    residuals(theta, X, y, c, dims, mode, e)
     for k in range(m):
         for i in range(n):
             if _preact(theta, X, dims, k, i) == 0.0:
-                switch_decide(theta, X, y, c, dims, mode, aux, k, i)
+                switch_decide(theta, X, e, dims, mode, aux, k, i)
+
+
+@jit
+def switch_cross(theta, X, y, c, dims, mode, aux, k, i, out):
+    """At a kink of (neuron k, sample i): put theta on it, decide the new mode
+    (:func:`switch_decide`), and evaluate the flow under the new pattern into
+    ``out``; returns the loss.  One pass over the data for the residuals, one
+    for the gradient."""
+    switch_project(theta, X, dims, k, i)
+    e = np.empty(X.shape[0])
+    value = residuals(theta, X, y, c, dims, mode, e)
+    switch_decide(theta, X, e, dims, mode, aux, k, i)
+    flow_from_residuals(theta, X, e, c, dims, mode, aux, out)
+    return value
 
 
 @jit
@@ -451,11 +546,9 @@ def _dense_preact(y0, K, P, h, theta_frac, X, dims, k, i):
 
 
 @jit
-def _root(y0, K, P, h, X, dims, k, i, z0, z1):
-    lo = 0.0
-    hi = 1.0
-    flo = z0
-    fhi = z1
+def _root(y0, K, P, h, X, dims, k, i, lo, hi, flo, fhi):
+    """Root of the dense pre-activation of (k, i) in [lo, hi], where its values
+    flo and fhi differ in sign (Illinois regula falsi)."""
     for _ in range(100):
         if hi - lo <= 1e-15:
             break
@@ -476,6 +569,75 @@ def _root(y0, K, P, h, X, dims, k, i, z0, z1):
     return hi
 
 
+LEAVE_GRID = 16
+"""Points on the dense output at which a pair that starts the step on its kink
+is followed: it leaves to its side and may come back within the step."""
+
+
+@jit
+def _return_root(y0, K, P, h, X, dims, k, i, md, z1):
+    """A pair that starts on its kink, left to side ``md`` and ends the step on the
+    other side: the time it comes back (the first sign change after it was on
+    side md), or 0.0 if it is never seen on side md (then the kink is decided
+    again at the start of the step)."""
+    z_prev = 0.0
+    left = False
+    for j in range(1, LEAVE_GRID + 1):
+        th = j / LEAVE_GRID
+        z = z1 if j == LEAVE_GRID else _dense_preact(y0, K, P, h, th, X, dims, k, i)
+        if md * z > 0.0:
+            left = True
+        elif md * z < 0.0:
+            if left:
+                return _root(y0, K, P, h, X, dims, k, i, th - 1.0 / LEAVE_GRID, th, z_prev, z)
+            # not seen on side md at the grid: look closer to the start
+            th_try = th
+            for _ in range(40):
+                th_try *= 0.5
+                z_try = _dense_preact(y0, K, P, h, th_try, X, dims, k, i)
+                if md * z_try > 0.0:
+                    return _root(y0, K, P, h, X, dims, k, i, th_try, th, z_try, z)
+            return 0.0
+        z_prev = z
+    return 1.0
+
+
+@pjit
+def _crossings(y0, y1, K, P, h, X, dims, mode, best_th, best_k, best_i, sliding):
+    """Per block of neurons: the earliest crossing inside the step (theta in
+    [0, 1], 2.0 if none) and the number of sliding samples."""
+    m = dims[0]
+    n = X.shape[0]
+    for b in prange(best_th.size):
+        th_b = 2.0
+        k_b = -1
+        i_b = -1
+        count = 0
+        for k in range(b * NEURON_BLOCK, min(m, (b + 1) * NEURON_BLOCK)):
+            for i in range(n):
+                md = mode[k, i]
+                if md == 2:
+                    count += 1
+                    continue
+                z1 = _preact(y1, X, dims, k, i)
+                if md * z1 < 0.0 and md * z1 < -SWITCH_EPS * _scale(y1, X, dims, k, i):
+                    z0 = _preact(y0, X, dims, k, i)
+                    if md * z0 > 0.0:
+                        th = _root(y0, K, P, h, X, dims, k, i, 0.0, 1.0, z0, z1)
+                    elif md * z0 >= -SWITCH_EPS * _scale(y0, X, dims, k, i):
+                        th = _return_root(y0, K, P, h, X, dims, k, i, md, z1)
+                    else:  # already on the other side at the start
+                        th = 0.0
+                    if th < th_b:
+                        th_b = th
+                        k_b = k
+                        i_b = i
+        best_th[b] = th_b
+        best_k[b] = k_b
+        best_i[b] = i_b
+        sliding[b] = count
+
+
 @jit
 def switch_locate(y0, y1, K, P, h, X, y, c, dims, mode, aux, scratch, scratch_f):
     """Earliest switch inside the step: (theta in [0, 1] or 2.0 if none, k, i).
@@ -483,52 +645,58 @@ def switch_locate(y0, y1, K, P, h, X, y, c, dims, mode, aux, scratch, scratch_f)
     A pre-activation whose sign disagrees with its frozen side at the end of the
     step crossed the kink (located on the dense output); a sliding sample whose
     Filippov slope left [sigma'(-1), sigma'(1)] leaves the kink (located by
-    bisection, re-evaluating the slope on the dense output).
+    bisection, re-evaluating the slope on the dense output).  Ties go to the
+    first (k, i) in order, whatever the thread count.
     """
     m = dims[0]
     n = X.shape[0]
-    lo = dsigma(-1.0)
-    hi = dsigma(1.0)
+    nb = (m + NEURON_BLOCK - 1) // NEURON_BLOCK
+    best_th = np.empty(nb)
+    best_k = np.empty(nb, dtype=np.int64)
+    best_i = np.empty(nb, dtype=np.int64)
+    sliding = np.empty(nb, dtype=np.int64)
+    if n * m * dims[1] >= PARALLEL_MIN_WORK:
+        _crossings(y0, y1, K, P, h, X, dims, mode, best_th, best_k, best_i, sliding)
+    else:
+        _crossings_serial(y0, y1, K, P, h, X, dims, mode, best_th, best_k, best_i, sliding)  # noqa: F821
     best = 2.0
     kb = -1
     ib = -1
+    n_sliding = 0
+    for b in range(nb):
+        n_sliding += sliding[b]
+        if best_th[b] < best:
+            best = best_th[b]
+            kb = best_k[b]
+            ib = best_i[b]
+    if n_sliding == 0 or best == 0.0:
+        return best, kb, ib
+    lo = dsigma(-1.0)
+    hi = dsigma(1.0)
+    width = hi - lo
     q_end = aux.copy()
     for k in range(m):
         for i in range(n):
-            md = mode[k, i]
-            if md == 1 or md == -1:
-                z1 = _preact(y1, X, dims, k, i)
-                if md * z1 < -SWITCH_EPS * _scale(y1, X, dims, k, i):
-                    z0 = _preact(y0, X, dims, k, i)
-                    if md * z0 <= 0.0:
-                        th = 0.0
+            if mode[k, i] != 2:
+                continue
+            q = q_end[k, i]
+            if q > hi + SWITCH_EPS * width or q < lo - SWITCH_EPS * width:
+                # bisection on the Filippov slope along the dense output
+                a = 0.0
+                b = 1.0
+                for _ in range(40):
+                    mid = 0.5 * (a + b)
+                    dense_eval(y0, K, P, h, mid, scratch)
+                    flow(scratch, X, y, c, dims, mode, aux, scratch_f)
+                    qm = aux[k, i]
+                    if lo <= qm <= hi:
+                        a = mid
                     else:
-                        th = _root(y0, K, P, h, X, dims, k, i, z0, z1)
-                    if th < best:
-                        best = th
-                        kb = k
-                        ib = i
-            elif md == 2:
-                q = q_end[k, i]
-                width = hi - lo
-                if q > hi + SWITCH_EPS * width or q < lo - SWITCH_EPS * width:
-                    if best > 0.0:
-                        # bisection on the Filippov slope along the dense output
-                        a = 0.0
-                        b = 1.0
-                        for _ in range(40):
-                            mid = 0.5 * (a + b)
-                            dense_eval(y0, K, P, h, mid, scratch)
-                            flow(scratch, X, y, c, dims, mode, aux, scratch_f)
-                            qm = aux[k, i]
-                            if lo <= qm <= hi:
-                                a = mid
-                            else:
-                                b = mid
-                        if b < best:
-                            best = b
-                            kb = k
-                            ib = i
+                        b = mid
+                if b < best or (b == best and (k < kb or (k == kb and i < ib))):
+                    best = b
+                    kb = k
+                    ib = i
     aux[:, :] = q_end
     return best, kb, ib
 

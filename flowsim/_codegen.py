@@ -36,7 +36,7 @@ import numpy as np
 from numba import prange
 
 from flowsim import _vmath as _vm
-from flowsim._jit import PARALLEL_MIN_WORK, jit, pjit
+from flowsim._jit import PARALLEL_MIN_WORK, jit, jit_inline, pjit
 
 '''
 

@@ -23,6 +23,10 @@ PARALLEL_OPTIONS = {**JIT_OPTIONS, "parallel": True}
 
 jit = numba.njit(**JIT_OPTIONS)
 pjit = numba.njit(**PARALLEL_OPTIONS)
+jit_inline = numba.njit(inline="always", **JIT_OPTIONS)
+"""For small functions returning three or more values: LLVM does not inline
+those on its own, and a loop calling one does not vectorize (measured: tanh's
+value and two derivatives 9.1 ns per element called, 3.5 ns inlined)."""
 
 PARALLEL_MIN_WORK = 200_000
 """Below this many multiply-adds per pass (n * m * D) kernels run their serial twin."""

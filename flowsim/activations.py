@@ -119,13 +119,14 @@ def _with_log1p(expr: sp.Expr) -> sp.Expr:
 
 
 def _function_source(name: str, exprs: list[sp.Expr]) -> str:
-    """Source of a scalar ``@jit`` function of ``z`` returning ``exprs``."""
+    """Source of a scalar ``@jit`` function of ``z`` returning ``exprs`` (inlined
+    into its callers when it returns more than two: see :data:`flowsim._jit.jit_inline`)."""
     z = sp.Symbol("z", real=True)
     # log(1 + u) -> log1p(u) before common subexpressions are taken out: once 1 + u
     # is its own variable the printer can no longer see it (log(1 + 1e-12) != 1e-12)
     exprs = [_with_log1p(sp.sympify(e).subs(x, z)) for e in exprs]
     replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_t"))
-    lines = ["@jit", f"def {name}(z):"]
+    lines = ["@jit_inline" if len(exprs) > 2 else "@jit", f"def {name}(z):"]
     for sym, sub in replacements:
         lines.append(f"    {sym} = {_print(sub)}")
     values = ", ".join(f"float({_print(e)})" for e in reduced)

@@ -814,6 +814,7 @@ def _jacobian_parts(theta, X, y, c, dims, shift, Ablk, GT, ET):
     tmp = np.empty(n)
     ds = np.empty(n)
     d2s = np.empty(n)
+    sv = np.empty(n)
     Ablk[:, :, :] = 0.0
     for k in range(m):
         a = theta[k]
@@ -825,13 +826,12 @@ def _jacobian_parts(theta, X, y, c, dims, shift, Ablk, GT, ET):
                 z[i] += w * XT[d, i]
         ga = GT[k]
         ea = ET[k]
+        for i in range(n):  # local arrays only: this loop vectorizes
+            sv[i], dsig[i], d2s[i] = sigma_derivs(c[1] * z[i])
         for i in range(n):
-            s, dsig[i], d2s[i] = sigma_derivs(c[1] * z[i])
-            ds[i] = dsig[i]
-            ga[i] = c[2] * s
-            ea[i] = c[0] * s
-        for i in range(n):
-            ds[i] *= e[i]  # e_i sigma'_i and e_i sigma''_i from here on
+            ga[i] = c[2] * sv[i]
+            ea[i] = c[0] * sv[i]
+            ds[i] = dsig[i] * e[i]  # e_i sigma'_i and e_i sigma''_i from here on
             d2s[i] *= e[i]
         for d in range(D):
             gw = GT[off + d]

@@ -149,7 +149,8 @@ def available(modules: tuple[str, ...]) -> str | None:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            return f"{name} is not importable ({exc}); install with pip install -e '.[bench]'"
+            extra = "bench-jax" if name in ("jax", "diffrax") else "bench"
+            return f"{name} is not importable ({exc}); install with pip install -e '.[{extra}]'"
     return None
 
 

@@ -15,8 +15,9 @@ Status codes ``S_*`` are mirrored in :mod:`flowsim.integrate.simulate`.
 import math
 
 import numpy as np
+from numba import prange
 
-from flowsim._jit import jit
+from flowsim._jit import jit, pjit
 from flowsim.integrate.control import error_norm, step_factor
 from flowsim.integrate.dense import dense_eval
 from flowsim.integrate.events import event_values, locate_event
@@ -68,17 +69,55 @@ def _all_finite(v):
     return True
 
 
+VECTOR_BLOCK = 1024
+"""Entries per block of the passes over the state (the block stays in L1)."""
+
+PARALLEL_MIN_STATE = 100_000
+"""States at least this long combine stages in parallel (over fixed blocks:
+elementwise, so the result does not depend on the threads)."""
+
+
+@pjit
+def _combine(y0, h, coef, K, rows, out):
+    """out = y0 + sum_{j < rows} (h coef[j]) K[j] (zero coefficients skipped), in
+    blocks: each K row is read once per block, out stays in cache."""
+    n = y0.size
+    for b in prange((n + VECTOR_BLOCK - 1) // VECTOR_BLOCK):
+        lo = b * VECTOR_BLOCK
+        hi = min(n, lo + VECTOR_BLOCK)
+        for p in range(lo, hi):
+            out[p] = y0[p]
+        for j in range(rows):
+            a = coef[j]
+            if a != 0.0:
+                ha = h * a
+                for p in range(lo, hi):
+                    out[p] += ha * K[j, p]
+
+
+@pjit
+def _error_estimate(e, K, rows, h, err):
+    """err = h sum_{j < rows} e[j] K[j], summed per entry in stage order."""
+    n = err.size
+    for b in prange((n + VECTOR_BLOCK - 1) // VECTOR_BLOCK):
+        lo = b * VECTOR_BLOCK
+        hi = min(n, lo + VECTOR_BLOCK)
+        for p in range(lo, hi):
+            err[p] = 0.0
+        for j in range(rows):
+            a = e[j]
+            for p in range(lo, hi):
+                err[p] += a * K[j, p]
+        for p in range(lo, hi):
+            err[p] *= h
+
+
 @jit
 def _stage_input(y0, h, A, K, i, out):
-    n = y0.size
-    for p in range(n):
-        out[p] = y0[p]
-    for j in range(i):
-        a = A[i, j]
-        if a != 0.0:
-            ha = h * a
-            for p in range(n):
-                out[p] += ha * K[j, p]
+    if y0.size >= PARALLEL_MIN_STATE:
+        _combine(y0, h, A[i], K, i, out)
+    else:
+        _combine_serial(y0, h, A[i], K, i, out)  # noqa: F821 - generated twin
 
 
 @jit
@@ -305,11 +344,10 @@ def rk_solve(
         # bit for bit the input of the last stage, so K[end_row] = f(y1))
         _stage_input(y, h, A, K, end_row, y1)
         if adaptive:
-            for p in range(n):
-                acc = 0.0
-                for j in range(n_stages):
-                    acc += e[j] * K[j, p]
-                err[p] = h * acc
+            if n >= PARALLEL_MIN_STATE:
+                _error_estimate(e, K, n_stages, h, err)
+            else:
+                _error_estimate_serial(e, K, n_stages, h, err)  # noqa: F821 - generated twin
             err_norm = error_norm(err, y, y1, rtol, atol)
         else:
             err_norm = 0.0

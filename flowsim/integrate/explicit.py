@@ -409,6 +409,9 @@ def rk_solve(
                     if stalls > 10 * mode.size + 100:
                         ist[I_STATUS] = S_STEP_TOO_SMALL
                         break
+                    # counts toward the chunk: through a long run of kinks at one time
+                    # the driver still gets control back (wall limit, progress, Ctrl-C)
+                    steps += 1
                     continue
                 if th <= 1.0 and adaptive:
                     # end the step at the kink, on its dense output: the stages

@@ -95,29 +95,18 @@ def _combine(y0, h, coef, K, rows, out):
                     out[p] += ha * K[j, p]
 
 
-@pjit
-def _error_estimate(e, K, rows, h, err):
-    """err = h sum_{j < rows} e[j] K[j], summed per entry in stage order."""
-    n = err.size
-    for b in prange((n + VECTOR_BLOCK - 1) // VECTOR_BLOCK):
-        lo = b * VECTOR_BLOCK
-        hi = min(n, lo + VECTOR_BLOCK)
-        for p in range(lo, hi):
-            err[p] = 0.0
-        for j in range(rows):
-            a = e[j]
-            for p in range(lo, hi):
-                err[p] += a * K[j, p]
-        for p in range(lo, hi):
-            err[p] *= h
+@jit
+def _lincomb(y0, h, coef, K, rows, out):
+    """:func:`_combine`, in parallel for long states."""
+    if y0.size >= PARALLEL_MIN_STATE:
+        _combine(y0, h, coef, K, rows, out)
+    else:
+        _combine_serial(y0, h, coef, K, rows, out)  # noqa: F821 - generated twin
 
 
 @jit
 def _stage_input(y0, h, A, K, i, out):
-    if y0.size >= PARALLEL_MIN_STATE:
-        _combine(y0, h, A[i], K, i, out)
-    else:
-        _combine_serial(y0, h, A[i], K, i, out)  # noqa: F821 - generated twin
+    _lincomb(y0, h, A[i], K, i, out)
 
 
 @jit
@@ -300,6 +289,7 @@ def rk_solve(
     ys = np.empty(n)
     y1 = np.empty(n)
     err = np.empty(n)
+    zero = np.zeros(n)
     yd = np.empty(n)
     scratch_f = np.empty(n)
     P_cut = np.empty_like(P)
@@ -344,10 +334,7 @@ def rk_solve(
         # bit for bit the input of the last stage, so K[end_row] = f(y1))
         _stage_input(y, h, A, K, end_row, y1)
         if adaptive:
-            if n >= PARALLEL_MIN_STATE:
-                _error_estimate(e, K, n_stages, h, err)
-            else:
-                _error_estimate_serial(e, K, n_stages, h, err)  # noqa: F821 - generated twin
+            _lincomb(zero, h, e, K, n_stages, err)  # err = h sum_j e_j K_j
             err_norm = error_norm(err, y, y1, rtol, atol)
         else:
             err_norm = 0.0

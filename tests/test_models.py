@@ -355,3 +355,30 @@ def test_small_runs_use_the_serial_variant_with_identical_results():
     for module, o in zip((net.kernels, net._serial_kernels), out, strict=True):
         module.flow(theta, Xa, y, c, net.dims(), mode, aux, o)
     np.testing.assert_array_equal(out[0], out[1])
+
+
+@pytest.mark.parametrize("act", ["tanh", "gelu", "x**2*sin(x)"])
+def test_one_pass_small_flow_equals_two_pass_flow(act):
+    """Below PARALLEL_MIN_WORK the flow evaluates the activation once per pair and
+    keeps it (``_flow_small``); above, two passes without (n, m) temporaries.  Both
+    paths, on one net above the threshold, agree with each other and with the naive
+    gradient (they differ only in the order of the output sum over neurons)."""
+    from flowsim._jit import PARALLEL_MIN_WORK
+
+    rng = np.random.default_rng(3)
+    net = fs.TwoLayer(act, 1500, 2, alpha=ALPHA)
+    n = PARALLEL_MIN_WORK // (net.width * net.D) + 7
+    X = rng.uniform(-1.0, 1.0, size=(n, 2))
+    y = np.sin(2.0 * X[:, 0])
+    theta = net.init(0, scale=0.7)
+    Xa = np.ascontiguousarray(net.augment(X))
+    c, _ = net.flow_constants(net.unit_scales())
+    mode, aux = no_switching()
+    module = net.kernels_for(n)
+    assert module is net.kernels and n * net.width * net.D >= PARALLEL_MIN_WORK
+    two_pass, one_pass = np.empty(theta.size), np.empty(theta.size)
+    loss2 = module.flow(theta, Xa, y, c, net.dims(), mode, aux, two_pass)
+    loss1 = module._flow_small(theta, Xa, y, c, net.dims(), one_pass)
+    assert loss1 == pytest.approx(loss2, rel=1e-13)
+    _assert_close_vectors(one_pass, two_pass, 1e-12)
+    _assert_close_vectors(-one_pass, naive.flat_gradient(net, theta, X, y), 1e-10)

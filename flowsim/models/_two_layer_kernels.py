@@ -184,6 +184,82 @@ def flow_from_residuals(theta, X, e, c, dims, mode, aux, out):
         _backward_serial(theta, X, e, c, dims, out)  # noqa: F821 - generated twin
 
 
+LANES = 8
+"""Partial sums of the small flow's output reduction (one vector register)."""
+
+
+@jit
+def _flow_small(theta, X, y, c, dims, out):
+    """:func:`flow` of a smooth activation below the parallel threshold, in one pass.
+
+    Each sample's pre-activations over all neurons give sigma and sigma' once,
+    kept in two (n, m) arrays (below :data:`PARALLEL_MIN_WORK` pairs: at most
+    a few MB, in cache for the nets this path serves), so the backward pass
+    only streams them instead of evaluating the activation again.  The output
+    ``f_i`` sums over neurons in :data:`LANES` interleaved partial sums,
+    combined in a fixed order: vectorized, and the same on every run.  The
+    gradient sums over samples in order, as :func:`_backward` does.
+    """
+    m = dims[0]
+    D = dims[1]
+    n = X.shape[0]
+    WT = np.empty((D, m))
+    _transpose_block(theta, m, D, 0, m, WT)
+    S = np.empty((n, m))
+    DS = np.empty((n, m))
+    z = np.empty(m)
+    acc = np.empty(LANES)
+    e = np.empty(n)
+    whole = m - m % LANES
+    cz = c[1]
+    total = 0.0
+    for i in range(n):
+        x0 = X[i, 0]
+        for j in range(m):
+            z[j] = WT[0, j] * x0
+        for d in range(1, D):
+            xd = X[i, d]
+            for j in range(m):
+                z[j] += WT[d, j] * xd
+        Si = S[i]
+        DSi = DS[i]
+        for j in range(m):
+            s, ds = sigma_dsigma(cz * z[j])
+            Si[j] = s
+            DSi[j] = ds
+        acc[:] = 0.0
+        for j0 in range(0, whole, LANES):
+            for lane in range(LANES):
+                acc[lane] += theta[j0 + lane] * Si[j0 + lane]
+        f = 0.0
+        for j in range(whole, m):
+            f += theta[j] * Si[j]
+        for lane in range(LANES):
+            f += acc[lane]
+        e[i] = c[0] * f - y[i]
+        total += e[i] * e[i]
+    ga = np.zeros(m)
+    gw = np.zeros((D, m))
+    r = np.empty(m)
+    for i in range(n):
+        ei = e[i]
+        Si = S[i]
+        DSi = DS[i]
+        for j in range(m):
+            ga[j] += ei * Si[j]
+            r[j] = ei * DSi[j]
+        for d in range(D):
+            xd = X[i, d]
+            for j in range(m):
+                gw[d, j] += r[j] * xd
+    for k in range(m):
+        out[k] = -c[2] * ga[k] / n
+        scale = -c[3] * theta[k] / n
+        for d in range(D):
+            out[m + k * D + d] = scale * gw[d, k]
+    return 0.5 * total / n
+
+
 @jit
 def flow(theta, X, y, c, dims, mode, aux, out):
     """out = d theta / dt (the negative scaled gradient); returns the loss at theta.
@@ -192,6 +268,8 @@ def flow(theta, X, y, c, dims, mode, aux, out):
     (piecewise-linear) activation: +1 / -1 the side of the kink, 2 sliding on
     it (Filippov); an empty ``mode`` evaluates the activation itself.
     """
+    if mode.shape[0] == 0 and X.shape[0] * dims[0] * dims[1] < PARALLEL_MIN_WORK:
+        return _flow_small(theta, X, y, c, dims, out)
     e = np.empty(X.shape[0])
     value = residuals(theta, X, y, c, dims, mode, e)
     flow_from_residuals(theta, X, e, c, dims, mode, aux, out)

@@ -473,8 +473,10 @@ def _rodas_supported(net, n: int):
         return "its analytic Jacobian is implemented for two-layer nets only"
     P = net.n_params
     D1 = P // net.width
-    # work space, plus the (n, P) Jacobian factors G and E built per step
+    # work space, plus the (n, P) Jacobian factors G and E and the activation's
+    # value and derivatives (3 (m, n)) built per step
     words = (P * P if n >= P else net.width * D1 * D1 + 2 * P * n + n * n) + 2 * n * P
+    words += 3 * net.width * n
     if 8 * words > RODAS_MAX_BYTES:
         return (
             f"its linear algebra needs {8 * words / 2**30:.1f} GiB for P = {P} parameters and "

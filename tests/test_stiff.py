@@ -82,6 +82,31 @@ def test_auto_switches_to_a_stiff_method_in_the_tail_and_stays_accurate():
     assert auto.nfev < ref.nfev
 
 
+@pytest.mark.parametrize("kind", ["rodas", "rkc"])
+def test_auto_does_not_depend_on_the_wall_clock(kind, monkeypatch):
+    """The driver sizes its chunks by wall time (progress, max_wall, Ctrl-C); auto
+    tests for stiffness at counts of accepted steps instead, so a slow machine
+    (here: 16-step chunks) runs the same trajectory bit for bit.  Three-layer
+    nets switch to RKC, two-layer nets to RODAS."""
+    from flowsim.integrate import simulate as sim
+
+    x = np.linspace(-1, 1.5, 16)
+    X, y = x[:, None], np.sin(3 * x) + np.sin(6 * x) / 2
+    if kind == "rodas":
+        net, t_end = fs.TwoLayer("tanh", 8, 1), 2e4
+    else:
+        net, t_end = fs.ThreeLayer("tanh", (4, 4), 1), 3e3
+    theta0 = net.init(3, scale=1e-2)
+    kw = dict(t_end=t_end, rtol=1e-8, save_state="final", progress=False)
+    fast = fs.simulate(net, theta0, X, y, **kw)
+    monkeypatch.setattr(sim, "_CHUNK_SECONDS", 1e-9)
+    slow = fs.simulate(net, theta0, X, y, **kw)
+    assert kind in [name for _, name in fast.method_log]
+    assert slow.method_log == fast.method_log
+    assert (slow.nfev, slow.n_accepted) == (fast.nfev, fast.n_accepted)
+    np.testing.assert_array_equal(slow.theta_final, fast.theta_final)
+
+
 def test_spectral_radius_matches_dense_hessian():
     x = np.linspace(-1, 1.5, 12)
     X, y = x[:, None], np.sin(3 * x)

@@ -455,8 +455,10 @@ def simulate(
     )
 
 
-AUTO_MIN_STEPS = 20
-"""Accepted steps of a chunk before ``auto`` tests for stiffness."""
+AUTO_FIRST_CHECK = 64
+"""Accepted steps after the start (and after every switch) before ``auto`` first
+tests for stiffness; the interval then grows as 2 k + 16 up to AUTO_MAX_CHECK."""
+AUTO_MAX_CHECK = 1024
 AUTO_STIFF = 2.0
 """dopri5 is stability-limited when h * rho exceeds this (its boundary is ~3.3)."""
 AUTO_NONSTIFF_STAGES = 2
@@ -490,17 +492,22 @@ def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux
     """``method="auto"``: dopri5 while the flow is not stiff, ``stiff`` while it is.
 
     ``stiff`` is ("rodas", chunk) where RODAS is available (two-layer nets of
-    moderate size), else ("rkc", chunk).  Like LSODA's switching: after each
-    dopri5 chunk the spectral radius rho of the Jacobian (power iteration on
-    Hessian-vector products) tells whether the step is held by stability
+    moderate size), else ("rkc", chunk).  Like LSODA's switching: at test points
+    the spectral radius rho of the Jacobian (power iteration on Hessian-vector
+    products) tells whether dopri5's step is held by stability
     (h * rho >= AUTO_STIFF); the stiff method hands back when the stiffness is
     gone (RKC: its stage count; RODAS: h * rho < AUTO_NONSTIFF_RODAS).  Every
     switch is logged.
+
+    The test points are counts of accepted steps (AUTO_FIRST_CHECK after each
+    switch, then growing intervals), not the driver's chunks, whose length
+    follows the wall clock: the run is the same however fast the machine is.
     """
     stiff_name, stiff_chunk = stiff
     current = ["dopri5"]
     scratch = np.empty(y_bar.size)
     scratch_f = np.empty(y_bar.size)
+    schedule = [AUTO_FIRST_CHECK, int(ist[0]) + AUTO_FIRST_CHECK]  # interval, next test
 
     kinked = mode.shape[0] > 0  # no kink treatment in the stiff methods: stay with dopri5
 
@@ -513,39 +520,56 @@ def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux
     def switch_to(name):
         current[0] = name
         ist[7] = 0  # the next method evaluates f0 itself
+        ist[14] = 0
         method_log.append((float(fst[0] * T), name))
 
-    def run_chunk(chunk):
-        if kinked:
-            rk_chunk(chunk)
-        elif current[0] == "dopri5":
-            before = int(ist[0])
-            rk_chunk(chunk)
-            if ist[4] != 0 or ist[7] == 0 or int(ist[0]) - before < AUTO_MIN_STEPS:
-                return
-            rho = rho_now(K[0])
-            if fst[1] * rho >= AUTO_STIFF:
-                fst[8] = 1.2 * rho
-                ist[13] = 0
-                switch_to(stiff_name)
+    def switch_name():
+        """At a test point: the method to continue with, or None to keep the current one."""
+        if current[0] == "dopri5":
+            if ist[7] == 1:
+                rho = rho_now(K[0])
+                if fst[1] * rho >= AUTO_STIFF:
+                    fst[8] = 1.2 * rho
+                    ist[13] = 0
+                    return stiff_name
         elif stiff_name == "rkc":
+            nonstiff = ist[7] == 1 and 0 < ist[14] <= AUTO_NONSTIFF_STAGES
             ist[14] = 0
-            stiff_chunk(chunk)
-            if ist[4] == 0 and ist[7] == 1 and 0 < ist[14] <= AUTO_NONSTIFF_STAGES:
+            if nonstiff:
                 # keep RKC's step: with <= 2 stages h * rho < 1, inside dopri5's
                 # stability region (a fresh initial step is tiny against t and
                 # failed the minimum-step test late in long runs)
-                switch_to("dopri5")
-        else:
-            before = int(ist[0])
-            stiff_chunk(chunk)
-            if ist[4] != 0 or ist[7] == 0 or int(ist[0]) - before < AUTO_MIN_STEPS:
-                return
+                return "dopri5"
+        elif ist[7] == 1:
             f0 = np.empty(y_bar.size)
             kernels.flow(y_bar, Xa, y, c, dims, mode, aux, f0)
             ist[2] += 1
             if fst[1] * rho_now(f0) < AUTO_NONSTIFF_RODAS:
-                switch_to("dopri5")
+                return "dopri5"
+        return None
+
+    def run_chunk(chunk):
+        if kinked:
+            rk_chunk(chunk)
+            return
+        target = int(ist[0]) + chunk
+        while ist[4] == 0 and ist[0] < target:
+            before = int(ist[0])
+            steps = min(target, schedule[1]) - before
+            if current[0] == "dopri5":
+                rk_chunk(steps)
+            else:
+                stiff_chunk(steps)
+            if ist[4] != 0 or ist[0] == before:
+                return
+            if ist[0] >= schedule[1]:
+                name = switch_name()
+                if name is None:
+                    schedule[0] = min(2 * schedule[0] + 16, AUTO_MAX_CHECK)
+                else:
+                    switch_to(name)
+                    schedule[0] = AUTO_FIRST_CHECK
+                schedule[1] = int(ist[0]) + schedule[0]
 
     return run_chunk
 

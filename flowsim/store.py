@@ -50,11 +50,15 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
-NUMERICS_VERSION = 1
+NUMERICS_VERSION = 2
 """Version of the numbers a run produces.  Bump it when a change to the kernels,
 integrators or initialization changes results, so that stored results computed
 by the old numerics are not taken for the new ones (they stay in the store
-under their old keys; ``flowsim store ls`` shows their numerics version)."""
+under their old keys; ``flowsim store ls`` shows their numerics version).
+
+2: small nets' one-pass flow (the output summed in interleaved lanes), auto's
+stiffness tests at step counts, the blocked stage combinations of explicit
+steps (their error estimate rounds differently)."""
 
 FORMAT = "flowsim-store/1"
 RECORD_FORMAT = "flowsim-result/1"

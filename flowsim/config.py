@@ -41,8 +41,8 @@ Schema (TOML; ``*`` marks required fields, brackets give defaults)::
     antisymmetric = false     # [false] mirrored neuron pairs, f(theta0) = 0 (even width)
 
     [solver]
-    method = "auto"           # ["auto"] auto | dopri5 | dop853 | tsit5 | rodas | rkc (adaptive) |
-                              #   rk4 | gd | adam
+    method = "auto"           # ["auto"] auto | dopri5 | dop853 | tsit5 | rodas | bdf | rkc
+                              #   (adaptive) | rk4 | gd | adam
     t_end = 2e3               # * final time, original units (> 0)
     rtol = 1e-8               # [1e-8] in [1e-14, 0.1] (adaptive methods)
     atol = 1e-12              # [1e-12] in [0, 1] (adaptive methods)

@@ -357,7 +357,7 @@ def test_inconsistent_fields_are_named(changes, field):
 
 def test_messages_list_the_allowed_values():
     with pytest.raises(
-        ConfigError, match=r"solver.method: must be one of \['adam', 'auto', 'dop853'"
+        ConfigError, match=r"solver.method: must be one of \['adam', 'auto', 'bdf', 'dop853'"
     ):
         SolverConfig(method="rk45", t_end=1.0)
     with pytest.raises(ValueError, match=r"model.widht: unknown field; allowed: \['kind'"):

@@ -1,4 +1,5 @@
-"""RODAS4 (method="rodas"): coefficients, the analytic Jacobian solve, and trajectories."""
+"""RODAS4 (method="rodas"): coefficients, the analytic Jacobian solve, and trajectories
+(the Jacobian solve and event location are BDF's too)."""
 
 import naive
 import numpy as np
@@ -162,8 +163,10 @@ def test_auto_on_three_layer_nets_uses_rkc():
     assert set(name for _, name in traj.method_log) <= {"dopri5", "rkc"}
 
 
-def test_rodas_locates_events_on_its_dense_output():
-    """A non-terminal escape and a terminal loss_below, against dop853 at tight tolerance."""
+@pytest.mark.parametrize("method, rtol", [("rodas", 1e-9), ("bdf", 1e-10)])
+def test_implicit_methods_locate_events_on_their_dense_output(method, rtol):
+    """A non-terminal escape and a terminal loss_below, against dop853 at tight
+    tolerance (RODAS: Hermite interpolant; BDF: its differences' polynomial)."""
     x = np.linspace(-1, 1.5, 16)
     X, y = x[:, None], np.sin(3 * x)
     net = fs.TwoLayer("tanh", 6, 1)
@@ -171,7 +174,7 @@ def test_rodas_locates_events_on_its_dense_output():
     events = (fs.escape(0.05, terminal=False), fs.loss_below(0.05))
     kw = dict(t_end=1e4, events=events, progress=False)
     ref = fs.simulate(net, theta0, X, y, method="dop853", rtol=1e-12, **kw)
-    got = fs.simulate(net, theta0, X, y, method="rodas", rtol=1e-9, **kw)
+    got = fs.simulate(net, theta0, X, y, method=method, rtol=rtol, **kw)
     assert ref.status == got.status == "event"
     assert [e.name for e in got.events] == [e.name for e in ref.events]
     for a, b in zip(got.events, ref.events, strict=True):

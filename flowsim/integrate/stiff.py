@@ -167,31 +167,49 @@ def rkc_stages_for(h, rho):
 
 
 @jit
-def accept_hermite_step(
-    y, y1, K, hermite, h, t, t_new, loss1, X, Y, c, dims,
+def accept_step(
+    y, y1, K, P, h, t, t_new, loss1, X, Y, c, dims,
     ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss, g_new,
     save_t, save_state_row, out_t, out_loss, out_norms, out_maxnorm, out_states, fst, ist, yd,
 ):  # fmt: skip
-    """Accept a step from (t, y) to (t_new, y1) whose dense output is the Hermite
-    interpolant (``K[0]`` = f(y), ``K[1]`` = f(y1)): locate events, save, then move
-    to y1.  Returns (the new time, whether a terminal event stopped the run)."""
-    n = y.size
-    for p in range(n):
-        K[2, p] = (y1[p] - y[p]) / h
+    """Accept a step from (t, y) to (t_new, y1) with the dense output (``K``, ``P``):
+    locate events, save, then move to y1.  Returns (the new time, whether a
+    terminal event stopped the run)."""
     event_values(ev_kind, ev_thr, y1, loss1, dims, g_new)
     stop_event = step_outputs(
-        y, y1, K, hermite, h, t, t_new, loss1, X, Y, c, dims,
+        y, y1, K, P, h, t, t_new, loss1, X, Y, c, dims,
         ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss, g_new,
         save_t, save_state_row, out_t, out_loss, out_norms, out_maxnorm, out_states, ist, yd,
     )  # fmt: skip
     ist[I_ACCEPTED] += 1
     if stop_event >= 0:
         return stop_at_event(stop_event, y, ev_t, ev_states, ev_loss, fst, ist), True
-    for p in range(n):
+    for p in range(y.size):
         y[p] = y1[p]
-        K[0, p] = K[1, p]
     fst[F_LOSS] = loss1
     return t_new, False
+
+
+@jit
+def accept_hermite_step(
+    y, y1, K, hermite, h, t, t_new, loss1, X, Y, c, dims,
+    ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss, g_new,
+    save_t, save_state_row, out_t, out_loss, out_norms, out_maxnorm, out_states, fst, ist, yd,
+):  # fmt: skip
+    """:func:`accept_step` with the Hermite interpolant as dense output (``K[0]`` =
+    f(y), ``K[1]`` = f(y1)); f(y1) becomes the next step's ``K[0]``."""
+    n = y.size
+    for p in range(n):
+        K[2, p] = (y1[p] - y[p]) / h
+    t, stopped = accept_step(
+        y, y1, K, hermite, h, t, t_new, loss1, X, Y, c, dims,
+        ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss, g_new,
+        save_t, save_state_row, out_t, out_loss, out_norms, out_maxnorm, out_states, fst, ist, yd,
+    )  # fmt: skip
+    if not stopped:
+        for p in range(n):
+            K[0, p] = K[1, p]
+    return t, stopped
 
 
 @jit

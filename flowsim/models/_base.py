@@ -9,7 +9,7 @@ import numpy as np
 from flowsim import _codegen
 from flowsim._jit import PARALLEL_MIN_WORK
 from flowsim.activations import Activation, activation
-from flowsim.integrate import control, dense, discrete, events, explicit, rosenbrock, stiff
+from flowsim.integrate import bdf, control, dense, discrete, events, explicit, rosenbrock, stiff
 
 
 def check_data(X, y, input_dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +142,7 @@ class Model:
         return _codegen.build_module(self.kind, self._kernel_parts())
 
     def _kernel_parts(self) -> list[str]:
-        templates = [control, dense, events, explicit, discrete, stiff, rosenbrock]
+        templates = [control, dense, events, explicit, discrete, stiff, rosenbrock, bdf]
         parts = [self.activation.source, self._model_source()]
         return parts + [_codegen.template_body(t) for t in templates]
 

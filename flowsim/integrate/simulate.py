@@ -232,11 +232,10 @@ def simulate(
         ``"rodas"`` (linearly implicit, for stiff flows; two-layer nets),
         ``"bdf"`` (variable-order implicit multistep, for stiff flows; two-layer nets),
         ``"rkc"`` (stabilized explicit, second order), ``"auto"`` (default:
-        bdf on two-layer nets of up to 1000 parameters; else dopri5, switching
-        to bdf (two-layer nets) or rkc (three-layer) where the flow is stiff;
-        its bdf runs at rtol / 100 and atol / 100, which gives the global error
-        per tolerance of the other methods; ``Trajectory.method_log`` says
-        which ran when), ``"rk4"`` (fixed
+        dopri5, switching to bdf on two-layer nets or rkc on three-layer nets
+        where the flow is stiff; its bdf runs at rtol / 100 and atol / 100,
+        which keeps the global error per tolerance of the other methods;
+        ``Trajectory.method_log`` says which ran when), ``"rk4"`` (fixed
         step ``dt``), ``"gd"`` (gradient descent, learning rate ``dt``) or
         ``"adam"`` (learning rate ``dt``, parameters ``adam``).
     rtol, atol : float
@@ -331,10 +330,7 @@ def simulate(
         mode, aux = no_switching()
 
     rodas_ok = _rodas_supported(net, X.shape[0])
-    tol_factor = 1.0
     bdf_ok = rodas_ok is True and not switching
-    if family == "auto" and bdf_ok and P <= AUTO_BDF_START_PARAMS:
-        family, tol_factor = "bdf", AUTO_BDF_TOL
     method_log = [(0.0, {"auto": "dopri5", "bdf": "bdf"}.get(family, method))]
     if family in ("rodas", "bdf") and rodas_ok is not True:
         raise ValueError(f"method {method!r} is not available here: {rodas_ok}")
@@ -344,8 +340,7 @@ def simulate(
         stage_loss = np.zeros(tab.A.shape[0])
         K_rkc = np.zeros((3, P))
         v_power = np.zeros(P)
-        fst[:8] = [0.0, 0.0 if adaptive else dt / T, 1.0, np.nan, t_end / T,
-                   rtol * tol_factor, atol * tol_factor, 1e-14]  # fmt: skip
+        fst[:8] = [0.0, 0.0 if adaptive else dt / T, 1.0, np.nan, t_end / T, rtol, atol, 1e-14]
         save_arg = save_t / T
         outputs = (save_arg, state_rows, out_t, out_loss, out_norms, out_maxnorm, out_states)
         event_arrays = (ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss)
@@ -483,30 +478,18 @@ AUTO_STIFF = 2.0
 """dopri5 is stability-limited when h * rho exceeds this (its boundary is ~3.3)."""
 AUTO_NONSTIFF_STAGES = 2
 """RKC hands back to dopri5 when a whole chunk needed no more stages than this."""
-AUTO_BDF_START_PARAMS = 1000
-"""``auto`` runs BDF from the start on two-layer nets with at most this many
-parameters (and a Jacobian factor within RODAS_MAX_BYTES); on larger ones
-dopri5 hands over to BDF where the flow is stiff.
-
-Measured on W1 (tanh, n = 40, m = 100, P = 300, to t = 1e5): at equal accuracy
-BDF is 4x faster than dopri5 switching to RODAS (theta error 1.3e-9: BDF 0.31 s,
-dopri5 -> RODAS 1.33 s) and as fast as dop853 on the non-stiff part alone (to
-t = 1e3, error 3e-11: 0.14 vs 0.15 s); dopri5 handing over to BDF at the
-stability test came late at tight rtol, where dopri5 is held by accuracy long
-after BDF is cheaper (rtol 1e-11: at t = 2.2e4, after 8e5 gradients).  At
-m = 1000 (P = 3000) the factor costs ~1 ms: on the non-stiff part BDF was 6x
-slower than dopri5 (to t = 100: 0.77 vs 0.12 s), in the stiff tail 2x faster
-(to t = 1e4: 4.7 vs 9.0 s)."""
-
 AUTO_BDF_TOL = 0.01
 """``auto``'s BDF runs with its local tolerances this factor of ``rtol``, ``atol``.
 
-Why tighter: BDF's error test bounds the error of the solution it
-carries on, while dopri5's and RODAS's bound a lower-order companion (local
-extrapolation), so at the same rtol BDF's global error is ~100x larger (W1:
-2e-6 at rtol 1e-8 against RODAS's 1.8e-9; a 4-neuron net to t = 5: 71 rtol
-against < 10).  At rtol / 100 auto keeps the error per tolerance of the other
-methods (tests/test_integrate.py, the tolerance-proportionality test)."""
+BDF's error test bounds the error of the solution it carries on, while
+dopri5's and RODAS's bound a lower-order companion (local extrapolation), so at
+the same rtol BDF's global error is ~100x larger (W1 from the start: 2e-6 at
+rtol 1e-8, RODAS 1.8e-9; a 4-neuron net to t = 5: 71 rtol, the others < 10).
+Measured on W1 (tanh, n = 40, m = 100, to t = 1e5) with dopri5 handing over at
+t = 546: rtol 1e-8 0.25 s, error 1.2e-9 (dopri5 -> RODAS: 1.33 s, 1.8e-9).
+BDF from the start was as fast at equal accuracy but less accurate per rtol
+(the saddle escape before the switch is where errors grow), and compiling its
+kernels made the first run of a small net 6 s slower (cold cache: 25 s)."""
 RODAS_MAX_BYTES = 2**30
 """Largest work space of RODAS's linear algebra that ``auto`` and ``rodas`` accept."""
 
@@ -531,9 +514,9 @@ def _rodas_supported(net, n: int):
 
 def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux, v_power,
                    fst, ist, method_log, T):  # fmt: skip
-    """``method="auto"`` on nets above AUTO_BDF_START_PARAMS or without BDF: dopri5
-    while the flow is not stiff, then ``stiff``: ("bdf", chunk) on two-layer nets
-    whose Jacobian factor fits RODAS_MAX_BYTES, else ("rkc", chunk).
+    """``method="auto"``: dopri5 while the flow is not stiff, then ``stiff``:
+    ("bdf", chunk) on two-layer nets whose Jacobian factor fits RODAS_MAX_BYTES
+    (at AUTO_BDF_TOL times the tolerances), else ("rkc", chunk).
 
     Like LSODA's switching: at test points the spectral radius rho of the
     Jacobian (power iteration on Hessian-vector products) tells whether

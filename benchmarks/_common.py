@@ -226,8 +226,8 @@ def compare_rows(row: dict, flowsim_row: dict) -> dict:
     both did or either failed.  For rows with detailed errors (``errors``, the
     W workloads), ``accuracy`` compares the two rows' errors at the
     same check time where both give per-check-time errors (``errors["theta_t"]``),
-    else their headline errors: a ratio counts only when flowsim's error is not
-    larger.
+    else their headline errors, and, when both reached the same check times,
+    their loss errors: a ratio counts only when none of flowsim's is larger.
     """
     out: dict = {}
     status, flowsim_status = row.get("status", "done"), flowsim_row.get("status", "done")
@@ -253,9 +253,15 @@ def compare_rows(row: dict, flowsim_row: dict) -> dict:
     else:
         error, flowsim_error = row.get("error"), flowsim_row.get("error")
     if error is not None and flowsim_error is not None:
-        verdict = "as accurate" if flowsim_error <= error else "LESS accurate (does not count)"
-        out["accuracy"] = f"flowsim {flowsim_error:.1e} vs {error:.1e}{where}: {verdict}"
-        out["flowsim_as_accurate"] = bool(flowsim_error <= error)
+        as_accurate = flowsim_error <= error
+        text = f"flowsim {flowsim_error:.1e} vs {error:.1e}{where}"
+        if not where and mine.get("loss") is not None and theirs.get("loss") is not None:
+            # the same check times reached: the loss errors must not be larger either
+            as_accurate = as_accurate and theirs["loss"] <= mine["loss"]
+            text += f", loss {theirs['loss']:.1e} vs {mine['loss']:.1e}"
+        verdict = "as accurate" if as_accurate else "LESS accurate (does not count)"
+        out["accuracy"] = f"{text}: {verdict}"
+        out["flowsim_as_accurate"] = bool(as_accurate)
     return out
 
 

@@ -113,7 +113,11 @@ def change_differences(D, order, factor, scratch):
     U = np.empty((q, q))
     _difference_matrix(order, factor, R)
     _difference_matrix(order, 1.0, U)
-    RU = R @ U
+    RU = np.zeros((q, q))
+    for a in range(q):
+        for k in range(q):
+            for b in range(q):
+                RU[a, b] += R[a, k] * U[k, b]
     n = D.shape[1]
     for a in range(q):
         row = scratch[a]

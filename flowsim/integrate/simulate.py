@@ -329,11 +329,11 @@ def simulate(
     else:
         mode, aux = no_switching()
 
-    rodas_ok = _rodas_supported(net, X.shape[0])
-    bdf_ok = rodas_ok is True and not switching
-    method_log = [(0.0, {"auto": "dopri5", "bdf": "bdf"}.get(family, method))]
-    if family in ("rodas", "bdf") and rodas_ok is not True:
-        raise ValueError(f"method {method!r} is not available here: {rodas_ok}")
+    factor_ok = _factor_supported(net, X.shape[0])
+    bdf_ok = factor_ok is True and not switching
+    method_log = [(0.0, "dopri5" if family == "auto" else method)]
+    if family in ("rodas", "bdf") and factor_ok is not True:
+        raise ValueError(f"method {method!r} is not available here: {factor_ok}")
     if family in ("rk", "rkc", "rodas", "bdf", "auto"):
         tab = TABLEAUS["dopri5" if family != "rk" else rule]
         K = np.zeros((tab.A.shape[0], P))
@@ -360,7 +360,7 @@ def simulate(
             kernels.rodas_solve(y_bar, Xa, y, c, dims, fst, ist, K_rkc, *outputs,
                                 *event_arrays, mode, aux, chunk)  # fmt: skip
 
-        if family in ("bdf", "auto") and rodas_ok is True:
+        if family == "bdf" or (family == "auto" and bdf_ok):
             D_bdf = np.zeros((8, P))
             work_bdf = np.empty(kernels.newton_work_size(dims, Xa.shape[0]))
 
@@ -490,12 +490,13 @@ t = 546: rtol 1e-8 0.25 s, error 1.2e-9 (dopri5 -> RODAS: 1.33 s, 1.8e-9).
 BDF from the start was as fast at equal accuracy but less accurate per rtol
 (the saddle escape before the switch is where errors grow), and compiling its
 kernels made the first run of a small net 6 s slower (cold cache: 25 s)."""
-RODAS_MAX_BYTES = 2**30
-"""Largest work space of RODAS's linear algebra that ``auto`` and ``rodas`` accept."""
+FACTOR_MAX_BYTES = 2**30
+"""Largest work space of the Jacobian factor that ``rodas``, ``bdf`` and ``auto`` accept."""
 
 
-def _rodas_supported(net, n: int):
-    """True, or the reason why RODAS cannot run on this net and data."""
+def _factor_supported(net, n: int):
+    """True, or the reason why the analytic Jacobian's factor (RODAS, BDF) cannot
+    be used on this net and data."""
     if net.kind != "two_layer":
         return "its analytic Jacobian is implemented for two-layer nets only"
     P = net.n_params
@@ -504,10 +505,10 @@ def _rodas_supported(net, n: int):
     # value and derivatives (3 (m, n)) built per step
     words = (P * P if n >= P else net.width * D1 * D1 + 2 * P * n + n * n) + 2 * n * P
     words += 3 * net.width * n
-    if 8 * words > RODAS_MAX_BYTES:
+    if 8 * words > FACTOR_MAX_BYTES:
         return (
             f"its linear algebra needs {8 * words / 2**30:.1f} GiB for P = {P} parameters and "
-            f"n = {n} samples (limit {RODAS_MAX_BYTES / 2**30:.0f} GiB); use 'rkc'"
+            f"n = {n} samples (limit {FACTOR_MAX_BYTES / 2**30:.0f} GiB); use 'rkc'"
         )
     return True
 
@@ -515,7 +516,7 @@ def _rodas_supported(net, n: int):
 def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux, v_power,
                    fst, ist, method_log, T):  # fmt: skip
     """``method="auto"``: dopri5 while the flow is not stiff, then ``stiff``:
-    ("bdf", chunk) on two-layer nets whose Jacobian factor fits RODAS_MAX_BYTES
+    ("bdf", chunk) on two-layer nets whose Jacobian factor fits FACTOR_MAX_BYTES
     (at AUTO_BDF_TOL times the tolerances), else ("rkc", chunk).
 
     Like LSODA's switching: at test points the spectral radius rho of the

@@ -103,6 +103,18 @@ def _transpose_block(theta, m, D, k0, L, WT):
             WT[d, j] = theta[m + (k0 + j) * D + d]
 
 
+@jit
+def _scaled_gradient(theta, c, m, D, n, k0, L, ga, gw, out):
+    """out = the flow of neurons k0 .. k0 + L - 1 from their accumulated sums
+    ``ga`` (L) and ``gw`` (D, L) over samples."""
+    for j in range(L):
+        k = k0 + j
+        out[k] = -c[2] * ga[j] / n
+        scale = -c[3] * theta[k] / n
+        for d in range(D):
+            out[m + k * D + d] = scale * gw[d, j]
+
+
 @pjit
 def _backward(theta, X, e, c, dims, out):
     """Scaled gradient of the smooth activation's flow, given residuals ``e``.
@@ -140,12 +152,7 @@ def _backward(theta, X, e, c, dims, out):
                 xd = X[i, d]
                 for j in range(L):
                     gw[d, j] += r[j] * xd
-        for j in range(L):
-            k = k0 + j
-            out[k] = -c[2] * ga[j] / n
-            scale = -c[3] * theta[k] / n
-            for d in range(D):
-                out[m + k * D + d] = scale * gw[d, j]
+        _scaled_gradient(theta, c, m, D, n, k0, L, ga, gw, out)
 
 
 @jit
@@ -252,11 +259,7 @@ def _flow_small(theta, X, y, c, dims, out):
             xd = X[i, d]
             for j in range(m):
                 gw[d, j] += r[j] * xd
-    for k in range(m):
-        out[k] = -c[2] * ga[k] / n
-        scale = -c[3] * theta[k] / n
-        for d in range(D):
-            out[m + k * D + d] = scale * gw[d, k]
+    _scaled_gradient(theta, c, m, D, n, 0, m, ga, gw, out)
     return 0.5 * total / n
 
 

@@ -44,7 +44,9 @@ import math
 import os
 import secrets
 import shutil
+import signal
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -115,6 +117,28 @@ def _fsync_path(path: Path, directory=False) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _signals_deferred(signums=(signal.SIGTERM, signal.SIGINT)):
+    """Hold SIGTERM and SIGINT until the block ends, then deliver them.
+
+    A commit (rename into place, then its log line) must not be cut in two: a
+    process pool whose worker dies terminates the other workers, which may be
+    between the two.  Only the main thread can install handlers; elsewhere
+    (a dask worker thread) the block runs unprotected."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    old = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(received):
+            signal.raise_signal(s)
 
 
 def _write_json(path: Path, obj) -> None:
@@ -384,21 +408,22 @@ class Store:
             _fsync_path(tmp, directory=True)
             final = self.path(key)
             final.parent.mkdir(parents=True, exist_ok=True)
-            if replace and final.exists():
-                trash = self.root / "tmp" / f"trash-{key}.{secrets.token_hex(4)}"
-                os.rename(final, trash)
-                shutil.rmtree(trash, ignore_errors=True)
-            try:
-                os.rename(tmp, final)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise
-                return self.record(key)  # another process stored it first: keep theirs
-            _fsync_path(final.parent, directory=True)
+            with _signals_deferred():  # the result in place and its log line, or neither
+                if replace and final.exists():
+                    trash = self.root / "tmp" / f"trash-{key}.{secrets.token_hex(4)}"
+                    os.rename(final, trash)
+                    shutil.rmtree(trash, ignore_errors=True)
+                try:
+                    os.rename(tmp, final)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+                    return self.record(key)  # another process stored it first: keep theirs
+                _fsync_path(final.parent, directory=True)
+                self.log("commit", key, status=record["status"], reason=record["reason"])
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        self.log("commit", key, status=record["status"], reason=record["reason"])
         return record
 
     def compute(self, cfg, *, retry_failed: bool | float = False, wait: bool = True,

@@ -163,6 +163,36 @@ def test_commit_is_atomic_and_first_writer_wins(tmp_path):
     assert store.gc() == [orphan] and not orphan.exists()
 
 
+def test_a_terminated_writer_commits_whole_or_not_at_all(tmp_path):
+    """SIGTERM between the rename into place and the log line (what a process pool
+    sends the surviving workers when one dies) is held until the commit is logged."""
+    store = Store(tmp_path / "s")
+    cfg = tiny(init__seed=5)
+    writer = (
+        "import json, os, signal, sys\n"
+        "import flowsim.store as fstore\n"
+        "from flowsim.config import RunConfig\n"
+        "fsync = fstore._fsync_path\n"
+        "def fsync_then_terminated(path, directory=False):\n"
+        "    fsync(path, directory)\n"
+        "    if path.parent.name == 'results':  # the result is in place\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "fstore._fsync_path = fsync_then_terminated\n"
+        "cfg = RunConfig.from_dict(json.loads(sys.argv[2]))\n"
+        "fstore.Store(sys.argv[1]).put(cfg, error=RuntimeError('stored'))\n"
+        "print('not reached')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", writer, str(store.root), json.dumps(cfg.to_dict())],
+        capture_output=True, text=True, env=_env(), timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGTERM, proc.stderr
+    assert "not reached" not in proc.stdout
+    key = store_key(cfg)
+    assert store.record(key)["message"] == "RuntimeError: stored"
+    assert [e["event"] for e in store.read_log() if e["key"] == key] == ["commit"]
+
+
 def test_manifest_is_rebuilt_from_the_files_and_table_is_tidy(tmp_path):
     store = Store(tmp_path / "s")
     cfgs = [tiny(model__width=w, init__seed=s) for w in (6, 8) for s in (0, 1)]

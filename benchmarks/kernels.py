@@ -211,8 +211,8 @@ def _workload(id, n, m, d):
         quick_min_time=0.05,
         notes=(
             "error: max |g - g_numpy| / max |g_numpy|",
-            "flowsim's kernel evaluates tanh 2 n m times (forward pass, then recomputed in the "
-            "backward pass); NumPy and PyTorch evaluate it n m times and keep the (n, m) matrix",
+            "all evaluate tanh n m times; flowsim keeps O(m) per chunk of samples (one pass), "
+            "NumPy and PyTorch keep the (n, m) matrix",
         ),
     )
 

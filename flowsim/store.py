@@ -52,7 +52,7 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
-NUMERICS_VERSION = 3
+NUMERICS_VERSION = 4
 """Version of the numbers a run produces.  Bump it when a change to the kernels,
 integrators or initialization changes results, so that stored results computed
 by the old numerics are not taken for the new ones (they stay in the store
@@ -61,7 +61,9 @@ under their old keys; ``flowsim store ls`` shows their numerics version).
 2: small nets' one-pass flow (the output summed in interleaved lanes), auto's
 stiffness tests at step counts, the blocked stage combinations of explicit
 steps (their error estimate rounds differently).
-3: tanh by one formula with a minimax polynomial; auto runs BDF on two-layer nets."""
+3: tanh by one formula with a minimax polynomial; auto runs BDF on two-layer nets.
+4: two-layer flows in one pass up to (2 D + 4) m doubles of 4 MiB, in chunks of
+samples (the output and gradient sums in a new order)."""
 
 FORMAT = "flowsim-store/1"
 RECORD_FORMAT = "flowsim-result/1"

@@ -358,12 +358,15 @@ def test_small_runs_use_the_serial_variant_with_identical_results():
 
 
 @pytest.mark.parametrize("act", ["tanh", "gelu", "x**2*sin(x)"])
-def test_one_pass_small_flow_equals_two_pass_flow(act):
-    """Below PARALLEL_MIN_WORK the flow evaluates the activation once per pair and
-    keeps it (``_flow_small``); above, two passes without (n, m) temporaries.  Both
-    paths, on one net above the threshold, agree with each other and with the naive
-    gradient (they differ only in the order of the output sum over neurons)."""
+def test_one_pass_flow_equals_two_pass_flow_for_any_chunks_and_threads(act):
+    """The one-pass flow (the activation once per pair, chunks of samples with their
+    own sums) agrees with the two passes over neuron blocks and with the naive
+    gradient for one chunk or several; for a fixed chunk count it gives the same
+    bits on one thread as on two."""
+    import numba
+
     from flowsim._jit import PARALLEL_MIN_WORK
+    from flowsim.models._base import no_switching
 
     rng = np.random.default_rng(3)
     net = fs.TwoLayer(act, 1500, 2, alpha=ALPHA)
@@ -375,10 +378,24 @@ def test_one_pass_small_flow_equals_two_pass_flow(act):
     c, _ = net.flow_constants(net.unit_scales())
     mode, aux = no_switching()
     module = net.kernels_for(n)
-    assert module is net.kernels and n * net.width * net.D >= PARALLEL_MIN_WORK
-    two_pass, one_pass = np.empty(theta.size), np.empty(theta.size)
-    loss2 = module.flow(theta, Xa, y, c, net.dims(), mode, aux, two_pass)
-    loss1 = module._flow_small(theta, Xa, y, c, net.dims(), one_pass)
-    assert loss1 == pytest.approx(loss2, rel=1e-13)
-    _assert_close_vectors(one_pass, two_pass, 1e-12)
-    _assert_close_vectors(-one_pass, naive.flat_gradient(net, theta, X, y), 1e-10)
+    assert module is net.kernels and module.one_pass_chunks(n, *net.dims()) == 4
+    e, two_pass = np.empty(n), np.empty(theta.size)
+    loss2 = module.residuals(theta, Xa, y, c, net.dims(), mode, e)
+    module.flow_from_residuals(theta, Xa, e, c, net.dims(), mode, aux, two_pass)
+    naive_flow = -naive.flat_gradient(net, theta, X, y)
+    for nch in (1, 4, 7):
+        one_pass = np.empty(theta.size)
+        loss1 = module._flow_one_pass(theta, Xa, y, c, net.dims(), nch, one_pass)
+        assert loss1 == pytest.approx(loss2, rel=1e-13)
+        _assert_close_vectors(one_pass, two_pass, 1e-12)
+        _assert_close_vectors(one_pass, naive_flow, 1e-10)
+    flows = []
+    threads = numba.get_num_threads()
+    try:
+        for count in (1, threads):
+            numba.set_num_threads(count)
+            flows.append(np.empty(theta.size))
+            module.flow(theta, Xa, y, c, net.dims(), mode, aux, flows[-1])
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(flows[0], flows[1])

@@ -9,9 +9,12 @@ every scaling ([LXMZ21], THEORY.md section 2):
     da_k/dt = -c_a (1/n) sum_i e_i sigma(z_ik)
     dw_k/dt = -c_w (1/n) sum_i e_i a_k sigma'(z_ik) x_i
 
-``dims = [m, D]``.  Passes over the data are parallel over samples (forward)
-and over neurons (backward); each sum runs in a fixed order, so results do
-not depend on the thread count.
+``dims = [m, D]``.  A smooth activation's flow is one pass over the samples
+(:func:`_flow_one_pass`, parallel over chunks of samples) while its per-sample
+vectors over neurons stay in cache; beyond that, and for frozen activation
+patterns, it is two passes over blocks of neurons (:func:`forward`, then
+:func:`_backward` given the residuals).  Every sum runs in an order fixed by
+n, m and D, so results do not depend on the thread count.
 """
 
 import math  # noqa: F401 - used by generated activation code
@@ -191,75 +194,105 @@ def flow_from_residuals(theta, X, e, c, dims, mode, aux, out):
         _backward_serial(theta, X, e, c, dims, out)  # noqa: F821 - generated twin
 
 
-LANES = 8
-"""Partial sums of the small flow's output reduction (one vector register)."""
+SAMPLE_CHUNKS = 4
+"""Chunks of samples of the parallel one-pass flow (fixed: not the thread count)."""
+
+ONE_PASS_MAX_BYTES = 4 << 20
+"""The one-pass flow keeps (2 D + 4) m doubles per chunk of samples; above this
+it would stream them from memory, and the two passes over neuron blocks win."""
 
 
 @jit
-def _flow_small(theta, X, y, c, dims, out):
-    """:func:`flow` of a smooth activation below the parallel threshold, in one pass.
+def one_pass_chunks(n, m, D):
+    """Chunks of samples of :func:`_flow_one_pass` (0: use the two-pass flow)."""
+    if (2 * D + 4) * m * 8 > ONE_PASS_MAX_BYTES:
+        return 0
+    if n * m * D < PARALLEL_MIN_WORK:
+        return 1
+    return min(SAMPLE_CHUNKS, n)
 
-    Each sample's pre-activations over all neurons give sigma and sigma' once,
-    kept in two (n, m) arrays (below :data:`PARALLEL_MIN_WORK` pairs: at most
-    a few MB, in cache for the nets this path serves), so the backward pass
-    only streams them instead of evaluating the activation again.  The output
-    ``f_i`` sums over neurons in :data:`LANES` interleaved partial sums,
-    combined in a fixed order: vectorized, and the same on every run.  The
-    gradient sums over samples in order, as :func:`_backward` does.
+
+@pjit
+def _flow_one_pass(theta, X, y, c, dims, nch, out):
+    """:func:`flow` of a smooth activation in one pass over the data: sigma and
+    sigma' once per (sample, neuron) pair.
+
+    Per sample, the pre-activations, sigma and sigma' of all m neurons are kept
+    in three m-vectors (in cache), the output sums them in eight interleaved
+    partial sums (vectorized, in a fixed order), and the residual then adds the
+    sample's terms to the gradient sums, in full-length loops over neurons.
+    ``nch`` chunks of consecutive samples (:func:`one_pass_chunks`, fixed by n,
+    m and D) each keep their own sums, added in chunk order: the result does not
+    depend on the thread count.
     """
     m = dims[0]
     D = dims[1]
     n = X.shape[0]
     WT = np.empty((D, m))
     _transpose_block(theta, m, D, 0, m, WT)
-    S = np.empty((n, m))
-    DS = np.empty((n, m))
-    z = np.empty(m)
-    acc = np.empty(LANES)
-    e = np.empty(n)
-    whole = m - m % LANES
+    G = np.empty((nch, 1 + D, m))
+    sq = np.zeros(nch)
+    whole = m - m % 8
     cz = c[1]
+    for ch in prange(nch):
+        z = np.empty(m)
+        S = np.empty(m)
+        DS = np.empty(m)
+        G[ch] = 0.0  # by the thread that fills it
+        ga = G[ch, 0]
+        total = 0.0
+        for i in range(ch * n // nch, (ch + 1) * n // nch):
+            x0 = X[i, 0]
+            w0 = WT[0]
+            for j in range(m):
+                z[j] = w0[j] * x0
+            for d in range(1, D):
+                xd = X[i, d]
+                wd = WT[d]
+                for j in range(m):
+                    z[j] += wd[j] * xd
+            for j in range(m):
+                s, ds = sigma_dsigma(cz * z[j])
+                S[j] = s
+                DS[j] = ds
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+            for j in range(0, whole, 8):
+                a0 += theta[j] * S[j]
+                a1 += theta[j + 1] * S[j + 1]
+                a2 += theta[j + 2] * S[j + 2]
+                a3 += theta[j + 3] * S[j + 3]
+                a4 += theta[j + 4] * S[j + 4]
+                a5 += theta[j + 5] * S[j + 5]
+                a6 += theta[j + 6] * S[j + 6]
+                a7 += theta[j + 7] * S[j + 7]
+            f = 0.0
+            for j in range(whole, m):
+                f += theta[j] * S[j]
+            f += ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+            ei = c[0] * f - y[i]
+            total += ei * ei
+            for j in range(m):
+                ga[j] += ei * S[j]
+            for d in range(D):
+                xd = ei * X[i, d]
+                gd = G[ch, 1 + d]
+                for j in range(m):
+                    gd[j] += DS[j] * xd
+        sq[ch] = total
+    nb = (m + NEURON_BLOCK - 1) // NEURON_BLOCK
+    for b in prange(nb):  # the chunks' sums, added in chunk order
+        k0 = b * NEURON_BLOCK
+        k1 = min(m, k0 + NEURON_BLOCK)
+        for r in range(1 + D):
+            acc = G[0, r]
+            for ch in range(1, nch):
+                part = G[ch, r]
+                for j in range(k0, k1):
+                    acc[j] += part[j]
+    _scaled_gradient(theta, c, m, D, n, 0, m, G[0, 0], G[0, 1:], out)
     total = 0.0
-    for i in range(n):
-        x0 = X[i, 0]
-        for j in range(m):
-            z[j] = WT[0, j] * x0
-        for d in range(1, D):
-            xd = X[i, d]
-            for j in range(m):
-                z[j] += WT[d, j] * xd
-        Si = S[i]
-        DSi = DS[i]
-        for j in range(m):
-            s, ds = sigma_dsigma(cz * z[j])
-            Si[j] = s
-            DSi[j] = ds
-        acc[:] = 0.0
-        for j0 in range(0, whole, LANES):
-            for lane in range(LANES):
-                acc[lane] += theta[j0 + lane] * Si[j0 + lane]
-        f = 0.0
-        for j in range(whole, m):
-            f += theta[j] * Si[j]
-        for lane in range(LANES):
-            f += acc[lane]
-        e[i] = c[0] * f - y[i]
-        total += e[i] * e[i]
-    ga = np.zeros(m)
-    gw = np.zeros((D, m))
-    r = np.empty(m)
-    for i in range(n):
-        ei = e[i]
-        Si = S[i]
-        DSi = DS[i]
-        for j in range(m):
-            ga[j] += ei * Si[j]
-            r[j] = ei * DSi[j]
-        for d in range(D):
-            xd = X[i, d]
-            for j in range(m):
-                gw[d, j] += r[j] * xd
-    _scaled_gradient(theta, c, m, D, n, 0, m, ga, gw, out)
+    for ch in range(nch):
+        total += sq[ch]
     return 0.5 * total / n
 
 
@@ -269,10 +302,15 @@ def flow(theta, X, y, c, dims, mode, aux, out):
 
     ``mode`` (m, n) int8 freezes the activation pattern of a switching
     (piecewise-linear) activation: +1 / -1 the side of the kink, 2 sliding on
-    it (Filippov); an empty ``mode`` evaluates the activation itself.
+    it (Filippov); an empty ``mode`` evaluates the activation itself, in one
+    pass when :func:`one_pass_chunks` allows.
     """
-    if mode.shape[0] == 0 and X.shape[0] * dims[0] * dims[1] < PARALLEL_MIN_WORK:
-        return _flow_small(theta, X, y, c, dims, out)
+    if mode.shape[0] == 0:
+        nch = one_pass_chunks(X.shape[0], dims[0], dims[1])
+        if nch == 1:
+            return _flow_one_pass_serial(theta, X, y, c, dims, nch, out)  # noqa: F821 - twin
+        if nch > 1:
+            return _flow_one_pass(theta, X, y, c, dims, nch, out)
     e = np.empty(X.shape[0])
     value = residuals(theta, X, y, c, dims, mode, e)
     flow_from_residuals(theta, X, e, c, dims, mode, aux, out)

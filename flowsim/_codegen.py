@@ -106,14 +106,17 @@ def build_module(kind: str, parts: list[str], *, parallel: bool = True) -> Modul
     parts : list of str
         Python source fragments, concatenated after a common header.
     parallel : bool
-        False: every ``@pjit`` function is compiled serial too, for runs too
-        small to use threads (compiling a parallel loop costs seconds, and a
-        small run would never call it).
+        False: every ``@pjit`` function is compiled serial, and its twin
+        ``NAME_serial`` is the same function, for runs too small to use threads
+        (compiling a parallel loop costs seconds, and a small run would never
+        call it).
     """
     source = _HEADER + "\n\n".join(p.strip("\n") + "\n" for p in parts)
-    source = source + "\n\n" + serial_twins(source) + "\n"
-    if not parallel:
-        source = source.replace("\n@pjit\n", "\n@jit\n")
+    if parallel:
+        source = source + "\n\n" + serial_twins(source) + "\n"
+    else:  # every function serial already: its twin is itself (compiled once)
+        aliases = "".join(f"{name}_serial = {name}\n" for name in _PJIT_DEF.findall(source))
+        source = source.replace("\n@pjit\n", "\n@jit\n") + "\n\n" + aliases
     digest = hashlib.sha256((source + numba.__version__ + _dependencies()).encode())
     digest = digest.hexdigest()[:20]
     name = f"flowsim_gen_{kind}_{digest}"

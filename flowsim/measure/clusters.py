@@ -26,9 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.cluster import hierarchy
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from flowsim.measure._checks import as_matrix, check_finite, directions, row_norms
 from flowsim.measure.similarity import _pairwise_angles
@@ -291,6 +288,8 @@ def _cluster_directions(u: np.ndarray, w: np.ndarray, tol: float) -> np.ndarray:
             group_u = _normalize_centers(sums, u, w, group)
             return _cluster_directions(group_u, group_weights, tol)[group]
     modes = _mean_shift(u, w, tol)
+    from scipy.cluster import hierarchy  # lazy: 0.5 s of import flowsim
+
     tree = hierarchy.linkage(_pairwise_angles(modes), method="average")
     flat = hierarchy.fcluster(tree, t=tol, criterion="distance")
     _, raw = np.unique(flat, return_inverse=True)
@@ -365,6 +364,9 @@ def _line_labels(centers: np.ndarray, tol: float) -> np.ndarray:
         return np.zeros(1, dtype=np.intp)
     cos_anti = -(centers @ centers.T)
     i, j = np.nonzero(cos_anti >= np.cos(tol))
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(i.size), (i, j)), shape=(K, K))
     _, comp = connected_components(graph, directed=False)
     # relabel in order of first appearance (orientation 0 is on line 0)

@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from flowsim.measure._checks import check_finite
 
@@ -148,6 +147,8 @@ def slope_S_w(widths, RD) -> SlopeFit:
     if np.all(log_rd == log_rd[0]):
         # constant RD (exactly critical): an exact fit, which linregress reports as NaN
         return SlopeFit(0.0, 0.0, float(log_rd[0]), 0.0, 0.0, int(m.size))
+    from scipy import stats  # lazy: 0.5 s of import flowsim
+
     fit = stats.linregress(log_m, log_rd)
     return SlopeFit(
         slope=float(fit.slope),

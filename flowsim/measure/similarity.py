@@ -15,8 +15,6 @@ References
 from __future__ import annotations
 
 import numpy as np
-from scipy.cluster import hierarchy
-from scipy.spatial.distance import pdist
 
 from flowsim.measure._checks import as_matrix, directions
 
@@ -82,6 +80,8 @@ def block_order(W) -> np.ndarray:
     if active.size <= 2:
         return np.concatenate([active, rest]).astype(np.intp)
     angles = _pairwise_angles(U[active])
+    from scipy.cluster import hierarchy  # lazy: 0.5 s of import flowsim
+
     tree = hierarchy.linkage(angles, method="average")
     leaves = hierarchy.leaves_list(tree)
     return np.concatenate([active[leaves], rest]).astype(np.intp)
@@ -89,6 +89,8 @@ def block_order(W) -> np.ndarray:
 
 def _pairwise_angles(U: np.ndarray) -> np.ndarray:
     """Condensed angles between unit rows: ``2 arcsin(|u_j - u_k| / 2)``, accurate near 0."""
+    from scipy.spatial.distance import pdist
+
     chord = pdist(U, metric="euclidean")
     return 2.0 * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
 

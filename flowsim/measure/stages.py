@@ -30,7 +30,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from flowsim.measure._checks import check_finite
 
@@ -228,6 +227,8 @@ def _smooth(xg: np.ndarray, yg: np.ndarray, h: float, smooth: float) -> np.ndarr
             np.polyval(right, xg[-1] + offsets),
         ]
     )
+    from scipy.ndimage import gaussian_filter1d  # lazy: 0.3 s of import flowsim
+
     return gaussian_filter1d(extended, sigma, mode="nearest")[pad : pad + n]
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from scipy import stats
 
 from flowsim.measure._checks import as_matrix, check_finite
 
@@ -75,4 +74,6 @@ def amplitude_wasserstein(a, W=None) -> float:
         raise ValueError(f"a has {a.size} neurons but W has {W.shape[0]} rows")
     if a.size == 0:
         raise ValueError("no neurons (m = 0): the distance is undefined")
+    from scipy import stats  # lazy: 0.5 s of import flowsim
+
     return float(stats.wasserstein_distance(np.abs(a), np.linalg.norm(W, axis=1)))

@@ -66,7 +66,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import prange
-from scipy.integrate import solve_ivp
 
 from flowsim._jit import jit, pjit
 from flowsim.integrate.tableaus import TABLEAUS
@@ -567,6 +566,8 @@ def _three_layer(net, theta0, X, y, delta, rtol) -> BlowupPrediction:
     settled.terminal = True
     settled.direction = 1.0
     Y0 = np.concatenate([x0 / N0, [0.0, 0.0]])
+    from scipy.integrate import solve_ivp  # lazy: import flowsim without SciPy
+
     sol = solve_ivp(
         rhs, (0.0, S_MAX), Y0, method="DOP853", rtol=rtol, atol=rtol, events=[settled, reached]
     )

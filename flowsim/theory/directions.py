@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import comb
 
 from flowsim.activations import Activation, activation
 from flowsim.models._base import check_data
@@ -478,6 +477,8 @@ def slope_polynomial(Xt: np.ndarray, y: np.ndarray, p: int) -> np.ndarray:
     """
     x1, x2 = Xt[:, 0], Xt[:, 1]
     j = np.arange(p)
+    from scipy.special import comb  # lazy: import flowsim without SciPy
+
     A = comb(p - 1, j) * x1[:, None] ** j * x2[:, None] ** (p - 1 - j)  # (n, p)
     coef = np.zeros(p + 1)
     coef[:p] += (y * x1) @ A

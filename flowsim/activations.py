@@ -183,6 +183,8 @@ class Activation:
         Registered name, or the expression text.
     expr : sympy.Expr
         The expression in the real symbol ``x``: the single source of truth.
+    text : str
+        ``str(expr)``, printed once (every trajectory records it).
     homogeneous : int or None
         Degree of positive homogeneity (1 for ReLU, leaky ReLU, linear), else None.
     multiplicity : int
@@ -198,6 +200,7 @@ class Activation:
     def __init__(self, name: str, expr: sp.Expr, homogeneous: int | None, forms=None):
         self.name = name
         self.expr = expr
+        self.text = str(expr)
         self.homogeneous = homogeneous
         value0 = complex(sp.N(expr.subs(x, 0)))
         if value0 != value0 and homogeneous is None:  # 0/0 at x = 0

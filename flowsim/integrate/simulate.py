@@ -426,7 +426,7 @@ def simulate(
     }
     config = {
         "net": repr(net),
-        "activation": str(net.activation.expr),
+        "activation": net.activation.text,
         "method": method,
         "t_end": t_end,
         "rtol": rtol,

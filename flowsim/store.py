@@ -63,7 +63,8 @@ stiffness tests at step counts, the blocked stage combinations of explicit
 steps (their error estimate rounds differently).
 3: tanh by one formula with a minimax polynomial; auto runs BDF on two-layer nets.
 4: two-layer flows in one pass up to (2 D + 4) m doubles of 4 MiB, in chunks of
-samples (the output and gradient sums in a new order)."""
+samples (the output and gradient sums in a new order); the frozen-pattern
+output summed in eight lanes."""
 
 FORMAT = "flowsim-store/1"
 RECORD_FORMAT = "flowsim-result/1"

@@ -243,6 +243,7 @@ def _flow_one_pass(theta, X, y, c, dims, nch, out):
     in three m-vectors (in cache), the output sums them (:func:`_lane_dot`),
     and the residual then adds the sample's terms to the gradient sums, in
     full-length loops over neurons.
+
     ``nch`` chunks of consecutive samples (:func:`one_pass_chunks`, fixed by n,
     m and D) each keep their own sums, added in chunk order: the result does not
     depend on the thread count.

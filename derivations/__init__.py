@@ -1,4 +1,4 @@
-"""SymPy derivations of the results in THEORY.md, one script per result.
+"""SymPy derivations of the results in docs/theory.md, one script per result.
 
 Each module exposes ``derive()`` (a small dict of SymPy results that code and
 tests can import), ``main(out_dir=None)`` (derive, assert, write

@@ -1,7 +1,7 @@
 """Helpers shared by the derivation scripts.
 
 A symbolic activation ``sigma`` whose derivative prints as ``sigma'``, the
-explicit two-layer flow of THEORY.md section 1, expansion in a small
+explicit two-layer flow of docs/theory.md §1, expansion in a small
 parameter, and the Markdown page writer.
 """
 
@@ -64,7 +64,7 @@ def two_layer_flow(
     dact: Callable | None = None,
     residual: Sequence | None = None,
 ) -> dict:
-    """The two-layer flow as written in THEORY.md section 1.
+    """The two-layer flow as written in docs/theory.md §1.
 
     ``f_i = (1/alpha) sum_k a_k act(w_k . x_i)``, ``e_i = f_i - y_i``,
     ``da_k/dt = -(1/alpha)(1/n) sum_i e_i act(w_k . x_i)``,
@@ -196,7 +196,7 @@ class Page:
         self.checks.append(statement)
 
     def correction(self, statement: str) -> None:
-        """Record a place where THEORY.md is wrong or incomplete."""
+        """Record where the derivation refines or corrects the theory (docs/theory.md §14)."""
         self.corrections.append(statement)
 
     def write(self, out_dir: Path | str | None = None) -> Path:
@@ -204,7 +204,7 @@ class Page:
         out.mkdir(parents=True, exist_ok=True)
         lines = list(self.lines)
         lines += ["## Asserted", ""] + [f"- {c}" for c in self.checks] + [""]
-        lines += ["## Differences from THEORY.md", ""]
+        lines += ["## Refinements and corrections (docs/theory.md §14)", ""]
         lines += [f"- {c}" for c in self.corrections] or ["- none found"]
         path = out / f"{self.name}.md"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")

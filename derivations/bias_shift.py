@@ -1,4 +1,4 @@
-"""The fast output mode when sigma(0) != 0 (THEORY.md section 3, sigmoid and softplus).
+"""The fast output mode when sigma(0) != 0 (docs/theory.md §6, sigmoid and softplus).
 
 ``sigma(z) = sigma0 + c1 z + c2 z^2`` with sigma0 != 0, width m = 2, n = 3 points,
 1D input with bias (D = 2), first-layer weights ``w = eps w_tilde`` small and the
@@ -123,7 +123,7 @@ def main(out_dir: Path | str | None = None) -> Path:
     page = Page(
         NAME,
         "Fast output mode and centred target when sigma(0) != 0",
-        "[ZZJLZX22]; THEORY.md section 3 (sigma0 != 0)",
+        "[ZZJLZX22]; docs/theory.md §6 (sigma0 != 0)",
     )
 
     # Order eps^0: residual, common velocity of a_k, relaxation of F.
@@ -223,7 +223,7 @@ def main(out_dir: Path | str | None = None) -> Path:
         r"Conditions: the time scales separate only if $m\sigma_0^2/\alpha^2 \gg |c_1||v_c|/\alpha$ (their ratio $m\sigma_0^2/(\alpha|c_1||v_c|)$ is $O(1)$ under mean-field scaling $\alpha = m$). The common drift of the $a_k$ that keeps $\bar e \approx 0$ while the slow modes grow is $O(\epsilon)$ times the ratio of slow to fast rates, so it drops out at leading order. The shift $\Delta a_k$ is $O(\alpha|\bar y|/(m|\sigma_0|))$ and can dwarf the initial $a_k = O(\epsilon)$, so $\mathrm{sign}(c_1 a_k)$, and hence the orientation $\pm v_c$ each neuron goes to, is mostly set by the shift."
     )
     page.correction(
-        "Not an error, an omission: during the fast transient the input weights move by (c1/sigma0) Delta (a_k(0) + Delta/2) x_mean (x_mean = mean augmented input, Delta = alpha (mean(y) - S0)/(m sigma0) the common shift), an O(Delta^2) displacement common to all neurons that THEORY.md does not mention; it can exceed the O(eps) initial input weights."
+        "Not an error, an omission: during the fast transient the input weights move by (c1/sigma0) Delta (a_k(0) + Delta/2) x_mean (x_mean = mean augmented input, Delta = alpha (mean(y) - S0)/(m sigma0) the common shift), an O(Delta^2) displacement common to all neurons that a statement of the shift alone leaves out (docs/theory.md §6, §14); it can exceed the O(eps) initial input weights."
     )
     return page.write(out_dir)
 

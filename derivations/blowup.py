@@ -1,4 +1,4 @@
-"""Escape and blow-up times of the leading-order flow (THEORY.md section 4).
+"""Escape and blow-up times of the leading-order flow (docs/theory.md §7).
 
 p >= 2: along a stationary orientation u* (u stays put) with ``g* = G(u*)``
 the leading-order flow reduces to ``da/dt = (c_p/alpha) g* r^p``,
@@ -95,7 +95,7 @@ def main(out_dir: Path | str | None = None) -> Path:
     page = Page(
         NAME,
         "Escape and blow-up times of the leading-order flow",
-        "[ZZJLZX22]; THEORY.md sections 3-4 and 6",
+        "[ZZJLZX22]; docs/theory.md §7 and §10",
     )
 
     # Reduction on the balanced set: both signs of c_p g*.

@@ -1,4 +1,4 @@
-"""Multiplicity and the leading-order two-layer flow ([ZZJLZX22], THEORY.md section 3).
+"""Multiplicity and the leading-order two-layer flow ([ZZJLZX22], docs/theory.md §4).
 
 For ``sigma(z) = c_p z^p + c_{p+1} z^{p+1}`` (sigma0 = 0, multiplicity p,
 p = 1..4) the full flow of a width-2 net on n = 2 points in D = 2 is expanded
@@ -68,7 +68,7 @@ def lo_rhs(a, w, X, y, p, c_p, alpha):
 
 
 ACTIVATIONS = {
-    # name: (expression in z, expected (sigma0, p, c_p)) -- THEORY.md section 3
+    # name: (expression in z, expected (sigma0, p, c_p)) -- docs/theory.md §4
     "tanh": (lambda z: sp.tanh(z), (0, 1, 1)),
     "sigmoid": (lambda z: 1 / (1 + sp.exp(-z)), (sp.Rational(1, 2), 1, sp.Rational(1, 4))),
     "softplus": (lambda z: sp.log(1 + sp.exp(z)), (sp.log(2), 1, sp.Rational(1, 2))),
@@ -101,7 +101,7 @@ def derive() -> dict:
     -------
     dict with keys
         ``symbols``: {"alpha", "c_p", "c_q", "eps", "a", "w", "X", "y", "r", "u", "X3", "a_tilde", "W_tilde", "z"};
-        ``multiplicities``: {activation name: (sigma0, p, c_p)} for THEORY.md's list;
+        ``multiplicities``: {activation name: (sigma0, p, c_p)} for the table of docs/theory.md §4;
         ``lo_rhs``: the function ``lo_rhs(a, w, X, y, p, c_p, alpha)``;
         ``by_p``: {p: {"G", "da_dt", "dw_dt", "conserved", "dr_dt", "du_dt",
         "e_coeffs", "a_coeffs", "w_coeffs"}} (per-neuron quantities for neuron a, w;
@@ -182,7 +182,7 @@ def main(out_dir: Path | str | None = None) -> Path:
     page = Page(
         NAME,
         "Multiplicity and the leading-order flow [ZZJLZX22]",
-        "[ZZJLZX22] Zhou et al., NeurIPS 2022; THEORY.md section 3",
+        "[ZZJLZX22] Zhou et al., NeurIPS 2022; docs/theory.md §4-5",
     )
     page.text(
         r"Multiplicity $p$: $\sigma(z) = \sigma_0 + \sum_{j\ge p} c_j z^j$ with $c_p \ne 0$; here $\sigma_0 = 0$ and $\sigma(z) = c_p z^p + c_{p+1} z^{p+1}$. Small initialization $\theta = \epsilon\tilde\theta$, $y$ fixed, width 2, $n = 2$, $D = 2$, for $p = 1, 2, 3, 4$."

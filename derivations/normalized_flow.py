@@ -1,4 +1,4 @@
-"""Normalized two-layer flow of [LXMZ21] (THEORY.md sections 1 and 2).
+"""Normalized two-layer flow of [LXMZ21] (docs/theory.md §1 and §2).
 
 Starting from the loss ``R = 1/(2n) sum_i (f(x_i) - y_i)^2`` of the two-layer
 net ``f(x) = (1/alpha) sum_k a_k sigma(w_k . x)``, the gradient flow is derived
@@ -94,7 +94,7 @@ def derive() -> dict:
     abar = vector(r"\bar{a}", WIDTH)
     Wbar = matrix(r"\bar{w}", WIDTH, DIM)
 
-    # Gradient flow from the loss, and the explicit form of THEORY.md section 1.
+    # Gradient flow from the loss, and the explicit form of docs/theory.md §1.
     flow = two_layer_flow(a, W, X, y, alpha)
     R = sp.Add(*[(fi - yi) ** 2 for fi, yi in zip(flow["f"], y, strict=True)]) / (2 * N_POINTS)
     grad_a = [-sp.diff(R, ak) for ak in a]
@@ -166,7 +166,7 @@ def main(out_dir: Path | str | None = None) -> Path:
     page = Page(
         NAME,
         "Normalized two-layer flow [LXMZ21]",
-        "[LXMZ21] Luo, Xu, Ma, Zhang, JMLR 22(71), 2021; THEORY.md sections 1-2",
+        "[LXMZ21] Luo, Xu, Ma, Zhang, JMLR 22(71), 2021; docs/theory.md §1-2",
     )
 
     # Section 1: -grad R equals the explicit flow.
@@ -177,7 +177,7 @@ def main(out_dir: Path | str | None = None) -> Path:
         for d in range(DIM):
             assert_zero(grad_W[k, d] - flow["rhs_W"][k, d], f"dw_{k + 1}{d + 1}/dt")
     page.check(
-        "-grad R equals the flow of THEORY.md section 1 (n = 2, D = 2, m = 2, symbolic sigma)."
+        "-grad R equals the flow of docs/theory.md §1 (n = 2, D = 2, m = 2, symbolic sigma)."
     )
 
     # General sigma: engine form with the derived coefficients reproduces the normalized flow.
@@ -224,7 +224,7 @@ def main(out_dir: Path | str | None = None) -> Path:
     )
 
     # Page.
-    page.text("Two-layer net, loss and flow (THEORY.md section 1), with e_i = f(x_i) - y_i:")
+    page.text("Two-layer net, loss and flow (docs/theory.md §1), with e_i = f(x_i) - y_i:")
     page.eq(
         r"\frac{da_k}{dt} = -\frac{1}{\alpha}\frac{1}{n}\sum_i e_i\,\sigma(w_k\cdot\tilde x_i),\qquad \frac{dw_k}{dt} = -\frac{1}{\alpha}\frac{1}{n}\sum_i e_i\,a_k\,\sigma'(w_k\cdot\tilde x_i)\,\tilde x_i"
     )

@@ -1,4 +1,4 @@
-"""Balance law of positively homogeneous activations ([DHL18], THEORY.md sections 3 and 6).
+"""Balance law of positively homogeneous activations ([DHL18], docs/theory.md §10).
 
 If ``sigma(lambda u) = lambda^p sigma(u)`` for lambda > 0, differentiating at
 lambda = 1 gives Euler's identity ``u sigma'(u) = p sigma(u)``.  Along the full
@@ -86,7 +86,7 @@ def main(out_dir: Path | str | None = None) -> Path:
     page = Page(
         NAME,
         "Balance law for positively homogeneous activations [DHL18]",
-        "[DHL18] Du, Hu, Lee, NeurIPS 2018; THEORY.md sections 3 and 6",
+        "[DHL18] Du, Hu, Lee, NeurIPS 2018; docs/theory.md §10",
     )
 
     lhs, rhs = res["euler"]
@@ -144,7 +144,7 @@ def main(out_dir: Path | str | None = None) -> Path:
     )
 
     page.text(
-        r"For $\sigma(\lambda u) = \lambda^p\sigma(u)$, $\lambda > 0$, Euler's identity $u\,\sigma'(u) = p\,\sigma(u)$ turns the full two-layer flow (THEORY.md section 1) into"
+        r"For $\sigma(\lambda u) = \lambda^p\sigma(u)$, $\lambda > 0$, Euler's identity $u\,\sigma'(u) = p\,\sigma(u)$ turns the full two-layer flow (docs/theory.md §1) into"
     )
     page.eq(
         r"\frac{d}{dt}\left(p a_k^2 - |w_k|^2\right) = -\frac{2}{\alpha}\frac1n\sum_i e_i\,a_k\left[p\,\sigma(w_k\cdot\tilde x_i) - \sigma'(w_k\cdot\tilde x_i)\,w_k\cdot\tilde x_i\right] = 0"

@@ -1,4 +1,4 @@
-"""Exact solution of a two-layer linear net ([SMG14], THEORY.md section 6).
+"""Exact solution of a two-layer linear net ([SMG14], docs/theory.md §10).
 
 ``f(x) = (1/alpha) a^T W x`` (sigma(z) = z, no bias), whitened input
 ``(1/n) sum_i x_i x_i^T = I``.  The loss depends on the data only through
@@ -63,7 +63,7 @@ def main(out_dir: Path | str | None = None) -> Path:
     page = Page(
         NAME,
         "Two-layer linear network: exact solution [SMG14]",
-        "[SMG14] Saxe, McClelland, Ganguli 2014; THEORY.md section 6",
+        "[SMG14] Saxe, McClelland, Ganguli 2014; docs/theory.md §10",
     )
 
     # The loss depends on the data through Sigma_xx and v only (n = 3, d = 2).

@@ -1,4 +1,4 @@
-"""Condensed orientations for 1D input with bias ([ZZJLZX22], THEORY.md section 3).
+"""Condensed orientations for 1D input with bias ([ZZJLZX22], docs/theory.md §5).
 
 With ``x~_i = (x_i, 1)`` (D = 2) and ``G(u) = (1/n) sum_i y_i (u . x~_i)^p``, a
 direction u on the unit circle is stationary for the direction flow iff
@@ -86,7 +86,7 @@ def main(out_dir: Path | str | None = None) -> Path:
     page = Page(
         NAME,
         "Slope polynomial for 1D input with bias",
-        "[ZZJLZX22]; THEORY.md section 3 (case 1D input with bias)",
+        "[ZZJLZX22]; docs/theory.md §5 (case 1D input with bias)",
     )
     rng = np.random.default_rng(0)
     for p, q in res["by_p"].items():

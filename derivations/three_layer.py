@@ -1,4 +1,4 @@
-"""Three-layer network at small initialization ([CL24], THEORY.md section 4).
+"""Three-layer network at small initialization ([CL24], docs/theory.md §8).
 
 ``h_j = sigma(v_j . x~)``, ``g_k = sigma(sum_j W_kj h_j [+ b_k])``,
 ``f = (1/alpha) sum_k a_k g_k`` with ``sigma(z) = c1 z + c2 z^2`` (p = 1,
@@ -144,7 +144,7 @@ def main(out_dir: Path | str | None = None) -> Path:
     page = Page(
         NAME,
         "Three-layer network: cubic energy and blow-up [CL24]",
-        "[CL24] Chen, Luo 2024; THEORY.md section 4 (three-layer)",
+        "[CL24] Chen, Luo 2024; docs/theory.md §8",
     )
     vv = sp.Matrix(v)
 

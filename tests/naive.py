@@ -1,6 +1,6 @@
 """Slow, obviously-correct references in plain NumPy (the stumpy ``tests/naive.py`` pattern).
 
-Everything here is written from THEORY.md section 1, in ORIGINAL variables, and
+Everything here is written from docs/theory.md §1, in ORIGINAL variables, and
 shares no code with flowsim: the activations are plain NumPy/SciPy functions
 (registered names) or SymPy expressions lambdified here (expression
 activations); the gradients are hand-written backpropagation.

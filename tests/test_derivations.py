@@ -31,7 +31,11 @@ def test_script_asserts_and_writes_page(name, tmp_path):
     assert path == tmp_path / f"{name}.md"
     text = path.read_text(encoding="utf-8")
     assert text.startswith("# ")
-    assert "$$" in text and "## Asserted" in text and "## Differences from THEORY.md" in text
+    assert (
+        "$$" in text
+        and "## Asserted" in text
+        and "## Refinements and corrections (docs/theory.md §14)" in text
+    )
 
 
 def test_run_counts_failures(tmp_path, capsys):
@@ -43,7 +47,7 @@ def test_run_counts_failures(tmp_path, capsys):
 
 
 def two_layer_rhs(a, W, X, y, alpha, act, dact):
-    """(da/dt, dW/dt) of THEORY.md section 1; X has one input per row."""
+    """(da/dt, dW/dt) of docs/theory.md §1; X has one input per row."""
     pre = W @ X.T  # (m, n)
     e = a @ act(pre) / alpha - y
     n = X.shape[0]

@@ -1,4 +1,4 @@
-"""Integrators: convergence orders on an exact solution (THEORY.md section 6), whole
+"""Integrators: convergence orders on an exact solution (docs/theory.md §10), whole
 trajectories against SciPy's DOP853, invariants, GD/Adam against hand-written loops,
 reproducibility, save plans, and the stopping statuses."""
 

@@ -1,5 +1,5 @@
 """Models: output, loss and gradient against tests/naive.py and finite differences;
-parameter layout; initialization; the normalized flow of THEORY.md section 2."""
+parameter layout; initialization; the normalized flow of docs/theory.md §2."""
 
 from __future__ import annotations
 
@@ -320,7 +320,7 @@ def test_time_scale_is_product_of_outer_scales(rng):
 
 @pytest.mark.parametrize("act", ["relu", "leaky_relu"])
 def test_relu_constants_are_kappa_form(act, rng):
-    """[c_f, c_z, c_a, c_w] = [kappa, 1, kappa/kappa', kappa*kappa'] (THEORY.md section 2)."""
+    """[c_f, c_z, c_a, c_w] = [kappa, 1, kappa/kappa', kappa*kappa'] (docs/theory.md §2)."""
     for alpha in (1.0, 0.37, 25.0):
         net = fs.TwoLayer(act, 5, 2, alpha=alpha)
         for _ in range(5):
@@ -335,7 +335,7 @@ def test_relu_constants_are_kappa_form(act, rng):
 
 def test_general_sigma_constants_theory_form(rng):
     """Non-homogeneous sigma: e = (beta1/alpha) sum a_bar sigma(beta2 w_bar.x) - y,
-    d a_bar/dt_bar ~ beta2/alpha, d w_bar/dt_bar ~ kappa kappa' (THEORY.md section 2)."""
+    d a_bar/dt_bar ~ beta2/alpha, d w_bar/dt_bar ~ kappa kappa' (docs/theory.md §2)."""
     alpha = 0.6
     net = fs.TwoLayer("tanh", 5, 2, alpha=alpha)
     beta1, beta2 = 0.03, 0.002

@@ -152,7 +152,7 @@ def test_scales_for_gives_the_exponents(gamma, gamma_prime, m, alpha):
     assert kappa(beta1, beta2, alpha) == pytest.approx(m**-gamma, rel=1e-12)
     assert kappa_prime(beta1, beta2) == pytest.approx(m**-gamma_prime, rel=1e-12)
     assert exponents(beta1, beta2, alpha, m) == pytest.approx((gamma, gamma_prime), abs=1e-12)
-    # alpha = 1: THEORY.md's choice
+    # alpha = 1: the choice of docs/theory.md §2
     b1, b2 = scales_for(gamma, gamma_prime, m)
     assert b1 == pytest.approx(m ** (-(gamma + gamma_prime) / 2), rel=1e-14)
     assert b2 == pytest.approx(m ** (-(gamma - gamma_prime) / 2), rel=1e-14)

@@ -8,7 +8,7 @@ amplitude ``A_k`` of the seed slides) and groups them by angle (mean shift on
 the sphere, then agglomerative clustering of the end points). ``u`` and ``-u``
 are distinct orientations; the number of *lines* merges antipodal
 orientations, which is what the embedding principle counts for an odd
-activation ([CLW24], THEORY.md section 5).
+activation ([CLW24], docs/theory.md §9).
 
 References
 ----------

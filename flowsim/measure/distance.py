@@ -7,7 +7,7 @@ how far the input weights travel, relative to where they started:
 
 and measure ``S_w``, the slope of ``log RD(theta_w*)`` against ``log m`` over
 several widths ``m`` at the end of training: ``S_w < 0`` linear regime,
-``S_w ~ 0`` critical, ``S_w > 0`` condensed (THEORY.md section 2).
+``S_w ~ 0`` critical, ``S_w > 0`` condensed (docs/theory.md §3).
 
 References
 ----------

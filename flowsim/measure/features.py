@@ -5,7 +5,7 @@ With ``x~ = (x, 1)`` each neuron's input weight is ``(w_k, b_k)``; its
 plane and its *amplitude* is ``A_k = |a_k| sqrt(w_k^2 + b_k^2)``, the pairs
 ``{(A_k, w_hat_k)}`` plotted in the seed slides and in [LXMZ21] and
 [ZZJLZX22]. Condensation shows as the points piling onto a few angles
-(at most ``2p`` orientations for multiplicity ``p``, THEORY.md section 3).
+(at most ``2p`` orientations for multiplicity ``p``, docs/theory.md §5).
 
 References
 ----------

@@ -5,7 +5,7 @@ distributions of output-weight amplitudes ``|a_k|`` and input-weight
 amplitudes ``|w_k|`` through their Wasserstein distance. For ReLU,
 ``a_k^2 - |w_k|^2`` is conserved [DHL18], so from a balanced start the
 distance stays 0; at small initialization the two distributions start apart
-and are pulled together as neurons grow (THEORY.md section 5).
+and are pulled together as neurons grow (docs/theory.md §9).
 
 References
 ----------

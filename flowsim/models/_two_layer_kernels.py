@@ -2,7 +2,7 @@
 
 Parameter vector ``theta = [a (m), W (m*D) row-major]`` in normalized
 variables.  The constants ``c = [c_f, c_z, c_a, c_w]`` make one kernel serve
-every scaling ([LXMZ21], THEORY.md section 2):
+every scaling ([LXMZ21], docs/theory.md §2):
 
     z_ik = c_z * (w_k . x_i)
     f_i  = c_f * sum_k a_k sigma(z_ik),   e_i = f_i - y_i

@@ -1,4 +1,4 @@
-"""Three-layer network (THEORY.md section 1).
+"""Three-layer network (docs/theory.md §1).
 
 References
 ----------

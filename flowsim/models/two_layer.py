@@ -20,7 +20,7 @@ KINKS_END = "# --- kinks: end ---"
 
 
 class TwoLayer(Model):
-    """Two-layer network of width ``m`` (THEORY.md section 1).
+    """Two-layer network of width ``m`` (docs/theory.md §1).
 
     Parameters
     ----------
@@ -42,7 +42,7 @@ class TwoLayer(Model):
     ``t = beta1 beta2 t_bar``.  For a positively homogeneous activation of degree
     k the kernel constants are written through kappa = beta1 beta2^k / alpha
     (k = 1: exactly the kappa, kappa' form of [LXMZ21]); otherwise sigma is
-    evaluated at ``beta2 * w_bar . x~`` (THEORY.md section 2).
+    evaluated at ``beta2 * w_bar . x~`` (docs/theory.md §2).
     """
 
     kind = "two_layer"
@@ -110,7 +110,7 @@ class TwoLayer(Model):
         ``gamma_prime`` ([LXMZ21]: ``beta1 = sqrt(alpha) m^(-(gamma+gamma')/2)``,
         ``beta2 = sqrt(alpha) m^(-(gamma-gamma')/2)``, so that
         ``kappa = m^-gamma`` and ``kappa' = m^-gamma'``; with alpha = 1 this is
-        THEORY.md's choice).
+        the choice of docs/theory.md §2).
 
         ``antisymmetric=True`` (even width) pairs neuron ``k + m/2`` with neuron
         ``k``: same input weights, opposite output weight, so ``f(theta0) = 0`` up to the

@@ -1,4 +1,4 @@
-"""Theory predictions checked against simulation (THEORY.md sections 2-5).
+"""Theory predictions checked against simulation (docs/theory.md §2-9).
 
 - :func:`regime`, :data:`SCHEMES`, :func:`scheme`, :func:`scales_for`,
   :func:`kappa`, :func:`kappa_prime`: the phase diagram of [LXMZ21].

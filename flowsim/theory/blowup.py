@@ -1,7 +1,7 @@
-"""Blow-up and escape times of the leading-order flow (THEORY.md section 4).
+"""Blow-up and escape times of the leading-order flow (docs/theory.md §7, §8).
 
 For a two-layer net with multiplicity ``p >= 2`` and ``sigma(0) = 0`` each
-neuron follows, while ``f`` is negligible (THEORY.md section 3),
+neuron follows, while ``f`` is negligible (docs/theory.md §4),
 
     da/dt = (c_p/alpha) G(w),    dw/dt = (c_p/alpha) a grad G(w),
 
@@ -38,7 +38,7 @@ rescaled system.  Accuracy: the relative error of ``T*`` is below ``rtol``
 located inside the step by Illinois iterations on the step length.
 
 For p = 1 and ``sigma(0) != 0`` the output's constant mode
-``(sigma0/alpha) sum_k a_k`` relaxes fast (THEORY.md section 3), shifting every
+``(sigma0/alpha) sum_k a_k`` relaxes fast (docs/theory.md §6), shifting every
 ``a_k`` by ``Delta = alpha (mean(y) - mean f0)/(m sigma0)``; afterwards it keeps
 ``sum_k a_k`` fixed, so the slow flow is ``da_k/dt = kappa (q_k - mean_j q_j)``,
 ``dq_k/dt = kappa a_k`` (``q = w . v_c/|v_c|``, ``kappa = c_1 |v_c|/alpha``): the
@@ -250,7 +250,7 @@ def blowup_time(net, theta0, X, y, *, delta=None, rtol=RTOL) -> BlowupPrediction
     if act.sigma0 != 0:
         raise ValueError(
             f"activation {act.name!r} has p = {p} and sigma(0) = {act.sigma0:g} != 0: the "
-            "blow-up prediction is derived for sigma(0) = 0 only (THEORY.md section 4)"
+            "blow-up prediction is derived for sigma(0) = 0 only (docs/theory.md §6)"
         )
     return _two_layer_power(net, theta0, X, y, delta, rtol)
 
@@ -509,14 +509,14 @@ def _three_layer(net, theta0, X, y, delta, rtol) -> BlowupPrediction:
     if p != 1 or act.sigma0 != 0:
         raise ValueError(
             "three-layer nets: the blow-up prediction covers p = 1 and sigma(0) = 0 only "
-            f"(THEORY.md section 4, [CL24]); activation {act.name!r} has p = {p}, "
+            f"(docs/theory.md §8, [CL24]); activation {act.name!r} has p = {p}, "
             f"sigma(0) = {act.sigma0:g}"
         )
     if net.bias and abs(y.mean()) > MEAN_Y_RTOL * max(float(np.max(np.abs(y))), 1e-300):
         raise ValueError(
             f"three-layer net with a second-layer bias and mean(y) = {y.mean():.3g} != 0: the "
             "O(eps^2) term (c_1/alpha) mean(y) a^T b then leads and drives an exponential "
-            "(two-layer-like) mode, not the cubic blow-up (THEORY.md section 4, "
+            "(two-layer-like) mode, not the cubic blow-up (docs/theory.md §8, "
             "derivations/three_layer.py); centre y or use bias=False"
         )
     m1, m2 = net.widths

@@ -1,7 +1,7 @@
 """The leading-order (small-initialization) flow as a compiled model.
 
 With ``|theta| = O(eps)`` and ``sigma0 = 0`` the output is negligible, the
-residual is ``e = -y`` and every neuron follows ([ZZJLZX22]; THEORY.md §3;
+residual is ``e = -y`` and every neuron follows ([ZZJLZX22]; docs/theory.md §4;
 ``derivations/leading_order.py``)::
 
     da_k/dt = (c_p/alpha) G(w_k),   dw_k/dt = (c_p/alpha) a_k grad G(w_k),
@@ -13,7 +13,7 @@ the output switched off, so it is built from the same generated kernels and
 integrated by the same ``simulate``: pass the same ``theta0`` to both and
 compare neuron by neuron.  ReLU-like activations keep themselves
 (``G(w) = (1/n) sum_i y_i sigma(w . x~_i)``).  For ``sigma0 != 0`` the target is
-centred (THEORY.md §3; the leading order then describes the state after the
+centred (docs/theory.md §6; the leading order then describes the state after the
 fast output relaxation).  Three layers (p = 1, [CL24]): the same construction
 with ``sigma -> c_1 z`` gives ``f ~ (c_1^2/alpha) a^T W V x~`` and the cubic
 energy's flow.

@@ -1,7 +1,7 @@
 """Phase diagram of two-layer networks: scaling exponents and regimes ([LXMZ21]).
 
 Initialization ``a_k(0) ~ N(0, beta1^2)``, ``w_k(0) ~ N(0, beta2^2 I_D)`` and
-output scale ``alpha`` define (THEORY.md section 2)
+output scale ``alpha`` define (docs/theory.md §2)
 
     kappa  = beta1 beta2 / alpha,          kappa' = beta1 / beta2,
     gamma  = lim -log(kappa) / log(m),     gamma' = lim -log(kappa') / log(m).
@@ -72,7 +72,7 @@ def regime(gamma, gamma_prime, *, atol: float = ATOL) -> str:
     Parameters
     ----------
     gamma, gamma_prime : float
-        The exponents of ``kappa`` and ``kappa'`` (THEORY.md section 2).
+        The exponents of ``kappa`` and ``kappa'`` (docs/theory.md §2).
     atol : float
         A point within ``atol`` of a boundary line counts as on it.
 
@@ -147,7 +147,7 @@ def scales_for(gamma, gamma_prime, m, alpha=1.0) -> tuple[float, float]:
 
     The choice is ``beta1 = sqrt(alpha) m^(-(gamma+gamma')/2)`` and
     ``beta2 = sqrt(alpha) m^(-(gamma-gamma')/2)``: with ``alpha = 1`` it is the
-    choice of THEORY.md section 2, and it is the one
+    choice of docs/theory.md §2, and it is the one
     ``TwoLayer.init(gamma=..., gamma_prime=...)`` makes for a net of output
     scale ``alpha``.  Any ``(alpha, beta1, beta2)`` with the same ``kappa`` and
     ``kappa'`` gives the same normalized flow for ReLU.

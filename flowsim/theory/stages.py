@@ -4,7 +4,7 @@ At small initialization the loss stays near ``R(0)`` while the neurons
 condense, and leaves the plateau when the largest neuron reaches an O(1)
 norm.  For p = 1 this takes ``(1/lambda) log(1/eps) + O(1)``
 (``lambda = |c_1| |v| / alpha``): linear in ``log(1/eps)`` with slope
-``1/lambda``; for p >= 2 it takes ``~ eps^-(p-1)`` (THEORY.md sections 4, 5).
+``1/lambda``; for p >= 2 it takes ``~ eps^-(p-1)`` (docs/theory.md §7, §9).
 The prediction itself is :func:`flowsim.theory.blowup.blowup_time`; this
 module names it for the plateau and gives the scaling laws.
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import flowsim
@@ -209,12 +210,8 @@ def test_manifest_is_rebuilt_from_the_files_and_table_is_tidy(tmp_path):
     assert all(r["status"] == "ok" and r["event.escape.t"] > 0 for r in rows)
     assert all(r["data.params.n"] == 10 and r["events[0].kind"] == "escape_norm" for r in rows)
     table = store.table()
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        assert table == rows
-    else:
-        assert list(table["model.width"]) == [r["model.width"] for r in rows]
+    assert isinstance(table, pd.DataFrame) and len(table) == 4
+    assert list(table["model.width"]) == [r["model.width"] for r in rows]
 
 
 def test_store_refuses_a_foreign_directory(tmp_path):
@@ -240,9 +237,243 @@ def test_cli_store_ls_show_gc(tmp_path, capsys):
     assert main(["store", "show", str(store.root), ok["key"][:8]]) == 0
     assert f'"key": "{ok["key"]}"' in capsys.readouterr().out
     assert main(["store", "show", str(store.root), "zzzz"]) == 2
+    assert "hexadecimal" in capsys.readouterr().err
+    absent = next(p for p in ("0000", "1111", "2222") if not ok["key"].startswith(p)
+                  and not bad["key"].startswith(p))  # fmt: skip
+    assert main(["store", "show", str(store.root), absent]) == 2
     assert "no result" in capsys.readouterr().err
     assert main(["store", "gc", str(store.root), "--failed"]) == 0
     assert "removed 1" in capsys.readouterr().out
     assert store.keys() == [ok["key"]]
     assert main(["store", "ls", str(tmp_path / "nope")]) == 2
     assert "not a flowsim store" in capsys.readouterr().err
+
+
+# -- integrity: checksums, bad records, stale directories, hostile keys --------------------
+
+
+def _sweep(name="integrity"):
+    from flowsim.sweep import Sweep
+
+    return Sweep.from_dict({"name": name, "base": json.loads(json.dumps(TINY)), "seeds": 2})
+
+
+def _run_sweep(store, sweep):
+    from flowsim.sweep import run_sweep
+
+    return run_sweep(sweep, store, workers=1, progress=False)
+
+
+def _damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "bit-flipped":
+        i = len(data) // 2  # inside the arrays: the size stays, the bytes differ
+        path.write_bytes(data[:i] + bytes([data[i] ^ 0x10]) + data[i + 1 :])
+    else:
+        path.unlink()
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped", "deleted"])
+def test_damaged_trajectory_found_by_verify_and_load_and_recomputed_by_a_sweep(
+    how, tmp_path, capsys
+):
+    store = Store(tmp_path / "s")
+    sweep = _sweep()
+    assert _run_sweep(store, sweep).ok == 2
+    assert store.verify() == {}
+    victim, other = (run.key for run in sweep.runs())
+    loss = store.load(victim).loss.copy()
+    _damage(store.path(victim) / "trajectory.npz", how)
+
+    assert list(store.verify()) == [victim]
+    assert "trajectory.npz" in store.verify()[victim]
+    with pytest.raises(StoreError, match=rf"{victim}.*trajectory\.npz"):
+        store.load(victim)
+    assert main(["store", "verify", str(store.root)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith(victim[:12]) and "trajectory.npz" in out[0]
+    # still listed (the record is readable); the sweep recomputes it, and only it
+    assert {r["key"] for r in store.rows()} == {victim, other}
+    with pytest.warns(fstore.StoreWarning, match=victim[:12]):
+        result = _run_sweep(store, sweep)
+    assert (result.stored, result.computed, result.ok) == (1, 1, 2)
+    assert store.verify() == {}
+    np.testing.assert_array_equal(store.load(victim).loss, loss)  # deterministic rerun
+    starts = [e["key"] for e in store.read_log() if e["event"] == "start"]
+    assert starts.count(victim) == 2 and starts.count(other) == 1
+    assert main(["store", "verify", str(store.root)]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_records_carry_checksums_and_the_sweep_name_not_in_the_key(tmp_path):
+    import hashlib
+
+    store = Store(tmp_path / "s")
+    sweep = _sweep("named")
+    _run_sweep(store, sweep)
+    assert sorted(store.keys()) == sorted(store_key(run.config) for run in sweep.runs())
+    for key in store.keys():
+        record = store.record(key)
+        assert record["format"] == "flowsim-result/2" and record["sweep"] == "named"
+        assert sorted(record["files"]) == ["trajectory.json", "trajectory.npz"]
+        for name, entry in record["files"].items():
+            data = (store.path(key) / name).read_bytes()
+            assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    assert set(store.table()["sweep"]) == {"named"}
+    # a result computed outside a sweep has no sweep name
+    record, _ = store.compute(tiny(init__seed=7))
+    assert "sweep" not in record
+    assert {r["key"]: r["sweep"] for r in store.rows()}[record["key"]] is None
+
+
+def test_records_written_before_checksums_are_verified_by_loading(tmp_path, capsys):
+    store = Store(tmp_path / "s")
+    record, _ = store.compute(tiny())
+    key = record["key"]
+    old = {k: v for k, v in record.items() if k != "files"}
+    old["format"] = "flowsim-result/1"
+    (store.path(key) / "result.json").write_text(json.dumps(old))
+    assert store.verify() == {} and store.load(key).loss.size == 20
+    assert main(["store", "verify", str(store.root), "--all"]) == 0
+    captured = capsys.readouterr()
+    assert f"{key[:12]}  ok (no checksum" in captured.out and "1 without checksum" in captured.err
+    _damage(store.path(key) / "trajectory.npz", "bit-flipped")  # the zip's CRC-32 finds it
+    assert "no checksum" in store.verify()[key]
+    with pytest.raises(StoreError, match="trajectory.npz"):
+        store.load(key)
+
+
+def test_a_config_that_no_longer_hashes_to_its_key_is_refused(tmp_path):
+    store = Store(tmp_path / "s")
+    record, _ = store.compute(tiny())
+    key = record["key"]
+    path = store.path(key) / "result.json"
+    edited = json.loads(path.read_text())
+    edited["config"]["model"]["width"] = 9  # the files are untouched: only the config lies
+    path.write_text(json.dumps(edited))
+    for read in (store.config, store.load):
+        with pytest.raises(StoreError, match="config does not hash to its key"):
+            read(key)
+    assert "config does not hash" in store.verify()[key]
+    edited["run_key"] = tiny(model__width=9).key()  # consistent config and run_key
+    path.write_text(json.dumps(edited))
+    with pytest.raises(StoreError, match="run_key and numerics do not hash to the key"):
+        store.config(key)
+    with pytest.warns(fstore.StoreWarning, match=key[:12]):
+        again, outcome = store.compute(tiny())
+    assert outcome == "computed" and again["config"]["model"]["width"] == 8
+    assert store.verify() == {} and store.config(key) == tiny()
+
+
+@pytest.mark.parametrize("text", ["", "{", "[1, 2]", '{"key": "x"}', "\xff\xfe"])
+def test_unreadable_records_are_reported_and_skipped(text, tmp_path, capsys):
+    store = Store(tmp_path / "s")
+    sweep = _sweep()
+    _run_sweep(store, sweep)
+    bad, good = (run.key for run in sweep.runs())
+    bad_file = store.path(bad) / "result.json"
+    bad_file.write_bytes(text.encode("latin-1"))
+
+    assert store.keys() == sorted([bad, good])
+    with pytest.warns(fstore.StoreWarning, match=str(bad_file)):
+        assert [r["key"] for r in store.records()] == [good]
+    with pytest.warns(fstore.StoreWarning, match=str(bad_file)):
+        assert list(store.table()["key"]) == [good]
+    assert str(bad_file) in store.verify()[bad]
+    assert main(["store", "ls", str(store.root)]) == 0
+    captured = capsys.readouterr()
+    assert good[:12] in captured.out and bad[:12] not in captured.out
+    assert f"warning: skipped: {bad_file}" in captured.err
+    assert main(["store", "show", str(store.root), bad[:8]]) == 1
+    assert str(bad_file) in capsys.readouterr().err
+    assert main(["store", "gc", str(store.root), "--failed"]) == 0
+    assert str(bad_file) in capsys.readouterr().err and bad_file.exists()  # reported, kept
+    with pytest.warns(fstore.StoreWarning, match=str(bad_file)):
+        result = _run_sweep(store, sweep)
+    assert (result.computed, result.ok) == (1, 2) and store.verify() == {}
+
+
+def test_a_directory_without_result_json_is_cleaned_by_gc_and_replaced_by_a_commit(tmp_path):
+    store = Store(tmp_path / "s")
+    cfg = tiny()
+    key = store_key(cfg)
+    record, _ = store.compute(cfg)
+    (store.path(key) / "result.json").unlink()  # what was stuck: recomputed, never committed
+    assert store.keys() == [] and "no result.json" in store.verify()[key]
+    with pytest.warns(fstore.StoreWarning, match="no result.json"):
+        again, outcome = store.compute(cfg)
+    assert outcome == "computed" and again["status"] == "ok"
+    assert store.record(key) == again and store.verify() == {}
+    assert store.compute(cfg)[1] == "stored"
+    (store.path(key) / "result.json").unlink()
+    assert store.gc(dry_run=True) == [store.path(key)] and store.path(key).exists()
+    assert store.gc() == [store.path(key)] and not store.path(key).exists()
+    assert store.verify() == {} and not list((store.root / "tmp").iterdir())
+
+
+@pytest.mark.parametrize("key", ["../../../../etc/passw", "..", "ab/../..", "a*", "ABCD"])
+def test_store_show_accepts_hexadecimal_prefixes_only(key, tmp_path, capsys):
+    store = Store(tmp_path / "s")
+    store.compute(tiny())
+    assert main(["store", "show", str(store.root), key]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "hexadecimal" in captured.err
+    with pytest.raises(StoreError, match="not a store key"):
+        store.path(key)
+
+
+def _read_only(monkeypatch):
+    """As root, chmod does not stop writes (os.access(W_OK) is True even on mode 0o555):
+    make every write to the file system fail the way a read-only mount does."""
+    import errno
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    real_open = os.open
+
+    def open_read_only(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            refuse()
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_read_only)
+    for name in ("mkdir", "rename", "replace", "unlink", "rmdir"):
+        monkeypatch.setattr(os, name, refuse)
+
+
+def test_read_only_store_lists_and_gc_says_it_cannot_write(tmp_path, monkeypatch, capsys):
+    store = Store(tmp_path / "s")
+    record, _ = store.compute(tiny())
+    (store.root / "tmp" / f"{record['key']}.host.1.dead").mkdir()  # something for gc
+    _read_only(monkeypatch)
+    with pytest.raises(OSError, match="Read-only"):
+        os.open(store.root / "probe", os.O_WRONLY | os.O_CREAT)
+    assert main(["store", "ls", str(store.root)]) == 0
+    assert record["key"][:12] in capsys.readouterr().out
+    assert main(["store", "verify", str(store.root)]) == 0
+    assert main(["store", "gc", str(store.root)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write to the store" in err and "Read-only file system" in err
+    assert "Traceback" not in err
+
+
+def test_store_ls_into_a_closed_pipe_prints_no_traceback(tmp_path):
+    store = Store(tmp_path / "s")
+    store.compute(tiny())
+    cmd = [sys.executable, "-m", "flowsim.cli", "store", "ls", str(store.root)]
+    # the reader is gone before the first write: every write fails with EPIPE
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    # and as a user types it
+    shell = subprocess.run(
+        " ".join(cmd) + " | head -1", shell=True, capture_output=True, text=True, env=_env(),
+        timeout=120,
+    )  # fmt: skip
+    assert shell.stdout.startswith(f"{store.root}: 1 results") and shell.stderr == ""

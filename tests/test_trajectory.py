@@ -68,7 +68,7 @@ def test_readable_with_numpy_and_json(traj, tmp_path):
     info = json.loads((tmp_path / "run.json").read_text())
     assert set(arrays) == {"t", "t_bar", "loss", "norms", "max_neuron_norm", "state_t",
                            "theta_bar", "scale_vector", "theta_final", "event_theta"}  # fmt: skip
-    assert info["format"] == "flowsim-trajectory/1"
+    assert info["format"] == "flowsim-trajectory/2"
     # original units from the documented recipe
     np.testing.assert_array_equal(arrays["theta_bar"] * arrays["scale_vector"], traj.theta)
     np.testing.assert_array_equal(arrays["t"], traj.t)
@@ -134,3 +134,134 @@ def test_accessors(traj):
     assert traj.event("escape").name == "escape"
     np.testing.assert_array_equal(traj.layer_norm("W"), traj.norms[:, 1])
     np.testing.assert_array_equal(traj.theta, traj.theta_bar * traj.scale_vector)
+
+
+# -- integrity: concurrent saves, damaged and crafted files --------------------------------
+
+
+def _tagged(traj, writer: int, round_: int):
+    """A trajectory whose loss values say who wrote it (checked against its message)."""
+    value = 1000.0 * writer + round_
+    return dataclasses.replace(traj, loss=np.full_like(traj.loss, value),
+                               message=f"{value}")  # fmt: skip
+
+
+def _save_rounds(traj, path, writer: int, rounds: int, start) -> None:
+    start.wait()
+    for r in range(rounds):
+        _tagged(traj, writer, r).save(path)
+
+
+def test_concurrent_saves_to_one_path_leave_whole_pairs(traj, tmp_path):
+    """Two processes saving one stem 20 times each while this one reads it: every
+    load gives one writer's whole pair, and nothing is left behind."""
+    import multiprocessing
+
+    path = tmp_path / "run"
+    _tagged(traj, 9, 0).save(path)
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(3)
+    writers = [context.Process(target=_save_rounds, args=(traj, path, w, 20, start))
+               for w in (1, 2)]  # fmt: skip
+    for p in writers:
+        p.start()
+    start.wait()
+    loads = 0
+    while any(p.is_alive() for p in writers) or loads < 20:
+        loaded = fs.Trajectory.load(path)
+        np.testing.assert_array_equal(loaded.loss, float(loaded.message))
+        loads += 1
+    for p in writers:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    final = fs.Trajectory.load(path)
+    assert final.message in ("1019.0", "2019.0")  # one writer's last pair, whole
+    np.testing.assert_array_equal(final.loss, float(final.message))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.npz"]
+
+
+def test_a_mismatched_or_damaged_pair_is_refused(traj, tmp_path):
+    _tagged(traj, 1, 0).save(tmp_path / "a")
+    _tagged(traj, 2, 0).save(tmp_path / "b")
+    (tmp_path / "a.npz").write_bytes((tmp_path / "b.npz").read_bytes())  # same size, others'
+    with pytest.raises(ValueError, match=r"a\.npz does not match a\.json"):
+        fs.Trajectory.load(tmp_path / "a")
+    data = (tmp_path / "b.npz").read_bytes()
+    (tmp_path / "b.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"b\.npz does not match"):
+        fs.Trajectory.load(tmp_path / "b")
+
+
+def test_version_1_files_still_load(traj, tmp_path):
+    traj.save(tmp_path / "run")
+    info = json.loads((tmp_path / "run.json").read_text())
+    for name in ("npz_sha256", "npz_size", "n_switches", "method_log", "t_stop"):
+        info.pop(name)  # the oldest files lack these
+    info["format"] = "flowsim-trajectory/1"
+    (tmp_path / "run.json").write_text(json.dumps(info))
+    old = fs.Trajectory.load(tmp_path / "run")
+    np.testing.assert_array_equal(old.theta_bar, traj.theta_bar)
+    assert old.n_switches == 0 and old.method_log == () and np.isnan(old.t_stop)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("status"), "field 'status' is missing"),
+        (lambda d: d.pop("events"), "field 'events' is missing"),
+        (lambda d: d.update(nfev="3"), "field 'nfev' must be an integer, got '3'"),
+        (lambda d: d.update(nfev=True), "field 'nfev' must be an integer"),
+        (lambda d: d.update(wall_time=None), "field 'wall_time' must be a number"),
+        (lambda d: d.update(layers="aW"), "field 'layers' must be a list of strings"),
+        (lambda d: d.update(events=[{"name": "escape"}]), "field 'events' must be a list of"),
+        (lambda d: d.update(events=[1]), "field 'events' must be a list of"),
+        (lambda d: d.update(method_log=[[0.0]]), "field 'method_log' must be a list of"),
+        (lambda d: d.update(scales={"a": "big"}), "field 'scales' must be a JSON object of"),
+        (lambda d: d.update(config=[]), "field 'config' must be a JSON object"),
+        (lambda d: d.update(npz_sha256=7), "field 'npz_sha256' must be a string"),
+        (lambda d: d.update(layers=["a"]), "array 'norms' has shape"),
+        (lambda d: d.update(events=d["events"][:1]), "array 'event_theta' has shape"),
+    ],
+)
+def test_crafted_json_gives_a_value_error_naming_file_and_field(traj, tmp_path, change, message):
+    traj.save(tmp_path / "run")
+    info = json.loads((tmp_path / "run.json").read_text())
+    change(info)
+    (tmp_path / "run.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError) as caught:
+        fs.Trajectory.load(tmp_path / "run")
+    assert str(tmp_path) in str(caught.value) and message in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", "null", '{"format": 1}'])
+def test_json_that_is_not_a_trajectory_is_refused(traj, tmp_path, text):
+    traj.save(tmp_path / "run")
+    (tmp_path / "run.json").write_text(text)
+    with pytest.raises(ValueError, match=r"run\.json"):
+        fs.Trajectory.load(tmp_path / "run")
+
+
+def _resave_npz(tmp_path, **arrays):
+    """Replace the arrays file of ``tmp_path/run`` and drop its checksum from the JSON."""
+    np.savez(tmp_path / "run.npz", **arrays)
+    info = json.loads((tmp_path / "run.json").read_text())
+    info.pop("npz_sha256", None), info.pop("npz_size", None)
+    (tmp_path / "run.json").write_text(json.dumps(info))
+
+
+def test_crafted_arrays_are_refused_and_never_unpickled(traj, tmp_path):
+    traj.save(tmp_path / "run")
+    with np.load(tmp_path / "run.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    _resave_npz(tmp_path, **{k: v for k, v in arrays.items() if k != "loss"})
+    with pytest.raises(ValueError, match=r"run\.npz: array 'loss' is missing"):
+        fs.Trajectory.load(tmp_path / "run")
+    _resave_npz(tmp_path, **{**arrays, "loss": np.array([{"x": 1}] * traj.t.size, dtype=object)})
+    with pytest.raises(ValueError, match=r"run\.npz: not a readable trajectory npz.*pickle"):
+        fs.Trajectory.load(tmp_path / "run")
+    _resave_npz(tmp_path, **{**arrays, "t": arrays["t"][:-1]})
+    with pytest.raises(ValueError, match=r"run\.npz: array 't_bar' has shape"):
+        fs.Trajectory.load(tmp_path / "run")
+    (tmp_path / "run.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match=r"run\.npz: not a readable trajectory npz"):
+        fs.Trajectory.load(tmp_path / "run")

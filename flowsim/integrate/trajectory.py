@@ -19,20 +19,37 @@ Format (readable without flowsim): ``PATH.npz`` with the arrays and
     ``wall_time``, ``t_stop`` (time the integration stopped), ``time_scale``
     (T, with t = T t_bar), ``scales`` (per layer),
     ``layers``, ``events`` (list of {name, t, loss}), ``config``, ``versions``,
-    ``format`` (``"flowsim-trajectory/1"``).
+    ``npz_sha256`` and ``npz_size`` (the ``.npz`` file the JSON belongs with),
+    ``format`` (``"flowsim-trajectory/2"``; version 1, without ``npz_sha256``, is
+    read too).
+
+The pair is committed together: both files are written under unique temporary
+names in the target directory, then renamed into place while holding an
+exclusive ``flock`` on the directory; :meth:`Trajectory.load` opens the two
+under a shared one.  Concurrent saves to one path therefore leave one writer's
+whole pair, and a reader sees one whole pair (without ``flock``, as on some
+network file systems, a mismatched or damaged pair is still refused by the
+checksum).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
+import math
 import os
 import platform
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-FORMAT = "flowsim-trajectory/1"
+FORMAT = "flowsim-trajectory/2"
+_READABLE_FORMATS = ("flowsim-trajectory/1", FORMAT)
 
 
 def package_versions() -> dict[str, str]:
@@ -112,6 +129,69 @@ class Trajectory:
             return float(self.t_stop)
         return float(self.t[-1]) if self.t.size else 0.0
 
+    def __repr__(self) -> str:
+        methods = " -> ".join(name for _, name in self.method_log)
+        method = repr(self.method) + (f" ({methods})" if self.method == "auto" else "")
+        t0 = float(self.t[0]) if self.t.size else 0.0
+        loss = f"{self.loss[0]:.4g} -> {self.loss[-1]:.4g}" if self.loss.size else "none saved"
+        fired = f", events={[e.name for e in self.events]}" if self.events else ""
+        return (
+            f"Trajectory(status={self.status!r}, t={t0:.4g}..{self.t_final:.4g}, "
+            f"n_saves={self.t.size}, method={method}, nfev={self.nfev}, loss={loss}{fired})"
+        )
+
+    def plot(self, axes=None):
+        """Loss and per-layer norms against log t (matplotlib); returns the figure.
+
+        Parameters
+        ----------
+        axes : pair of matplotlib.axes.Axes, optional
+            Where to draw the loss and the norms; a new figure is made if omitted.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Save points at t > 0 only (log axis); events as dotted vertical lines.
+        """
+        if axes is None:
+            import matplotlib.pyplot as plt
+
+            fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6), layout="constrained")
+        ax_loss, ax_norm = axes
+        keep = self.t > 0
+        ax_loss.loglog(self.t[keep], self.loss[keep], color="k")
+        ax_loss.set_ylabel("loss R")
+        for j, name in enumerate(self.layers):
+            ax_norm.loglog(self.t[keep], self.norms[keep, j], label=f"|{name}|")
+        ax_norm.set_ylabel("layer norm")
+        ax_norm.legend()
+        for ax in axes:
+            ax.set_xlabel("t")
+            for e in self.events:
+                ax.axvline(e.t, color="0.5", linestyle=":")
+        return ax_loss.figure
+
+    def to_dataframe(self):
+        """The save points as a pandas DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``t``, ``t_bar``, ``loss``, ``norm_<layer>`` per layer and
+            ``max_neuron_norm`` (original units), one row per save point.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "Trajectory.to_dataframe needs pandas: pip install pandas "
+                "(or pip install 'flowsim[sweep]')"
+            ) from None
+        columns = {"t": self.t, "t_bar": self.t_bar, "loss": self.loss}
+        columns.update({f"norm_{name}": self.norms[:, j] for j, name in enumerate(self.layers)})
+        columns["max_neuron_norm"] = self.max_neuron_norm
+        return pd.DataFrame(columns)
+
     def event(self, name: str) -> EventRecord | None:
         """The record of event ``name``, or None if it did not fire."""
         for record in self.events:
@@ -133,8 +213,6 @@ class Trajectory:
             if self.events
             else np.zeros((0, self.scale_vector.size))
         )
-        tmp = base.with_name(base.name + ".tmp.npz")
-        tmp_json = base.with_name(base.name + ".tmp.json")
         info = {
             "format": FORMAT,
             "status": self.status,
@@ -154,38 +232,81 @@ class Trajectory:
             "config": self.config,
             "versions": self.versions,
         }
+        temporaries = []
         try:
-            # both temporaries first, then both renames: a failure leaves the old pair
-            tmp_json.write_text(json.dumps(info, indent=2, default=_json_default))
-            np.savez(
-                tmp,
-                t=self.t,
-                t_bar=self.t_bar,
-                loss=self.loss,
-                norms=self.norms,
-                max_neuron_norm=self.max_neuron_norm,
-                state_t=self.state_t,
-                theta_bar=self.theta_bar,
-                scale_vector=self.scale_vector,
-                theta_final=self.theta_final,
-                event_theta=event_theta,
+            # both files under unique temporary names, then both renames under the
+            # directory's lock: a failure leaves the old pair, a race one whole pair
+            fd, tmp = tempfile.mkstemp(prefix=f".{base.name}.", suffix=".npz", dir=base.parent)
+            temporaries.append(Path(tmp))
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(
+                    fh,
+                    t=self.t,
+                    t_bar=self.t_bar,
+                    loss=self.loss,
+                    norms=self.norms,
+                    max_neuron_norm=self.max_neuron_norm,
+                    state_t=self.state_t,
+                    theta_bar=self.theta_bar,
+                    scale_vector=self.scale_vector,
+                    theta_final=self.theta_final,
+                    event_theta=event_theta,
+                )
+            with open(tmp, "rb") as fh:
+                info["npz_sha256"], info["npz_size"] = _sha256(fh)
+            fd, tmp_json = tempfile.mkstemp(
+                prefix=f".{base.name}.", suffix=".json", dir=base.parent
             )
-            os.replace(tmp, npz)
-            os.replace(tmp_json, meta)
+            temporaries.append(Path(tmp_json))
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(info, indent=2, default=_json_default))
+            with _directory_lock(base.parent, shared=False):
+                os.replace(tmp, npz)
+                os.replace(tmp_json, meta)
         finally:
-            for leftover in (tmp, tmp_json):
+            for leftover in temporaries:
                 leftover.unlink(missing_ok=True)
         return npz, meta
 
     @classmethod
     def load(cls, path) -> Trajectory:
-        """Read a trajectory written by :meth:`save`."""
+        """Read a trajectory written by :meth:`save` (never unpickles).
+
+        Raises
+        ------
+        ValueError
+            Files that are not a whole trajectory pair: bad JSON, a missing or
+            ill-typed field, an ``.npz`` that does not match its JSON (checksum)
+            or is damaged, a missing array or one of the wrong shape.  The
+            message names the file and the field.
+        """
         base = _base(path)
-        info = json.loads(_with(base, ".json").read_text())
-        if info.get("format") != FORMAT:
-            raise ValueError(f"{base}.json is not a {FORMAT} file")
-        with np.load(_with(base, ".npz")) as data:
-            arrays = {k: data[k] for k in data.files}
+        json_path, npz_path = _with(base, ".json"), _with(base, ".npz")
+        with contextlib.ExitStack() as stack:
+            with _directory_lock(base.parent, shared=True):  # one writer's whole pair
+                text_file = stack.enter_context(open(json_path, "rb"))
+                npz_file = stack.enter_context(open(npz_path, "rb")) if npz_path.exists() else None
+            try:
+                info = json.loads(text_file.read())
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{json_path}: not a JSON file ({exc})") from None
+            if not isinstance(info, dict) or info.get("format") not in _READABLE_FORMATS:
+                raise ValueError(f"{json_path} is not a {FORMAT} file")
+            info = _checked_info(info, json_path)
+            if npz_file is None:
+                raise FileNotFoundError(
+                    f"{npz_path}: no such file (the arrays of {json_path.name})"
+                )
+            if "npz_sha256" in info:
+                digest, size = _sha256(npz_file)
+                if (digest, size) != (info["npz_sha256"], info.get("npz_size", size)):
+                    raise ValueError(
+                        f"{npz_path} does not match {json_path.name} (npz_sha256): the "
+                        "arrays file is damaged or belongs to another save"
+                    )
+                npz_file.seek(0)
+            arrays = _read_arrays(npz_file, npz_path)
+        _check_shapes(arrays, info, npz_path)
         events = tuple(
             EventRecord(e["name"], e["t"], e["loss"], arrays["event_theta"][i])
             for i, e in enumerate(info["events"])
@@ -206,9 +327,9 @@ class Trajectory:
             nfev=info["nfev"],
             n_accepted=info["n_accepted"],
             n_rejected=info["n_rejected"],
-            n_switches=info.get("n_switches", 0),
-            method_log=tuple(tuple(entry) for entry in info.get("method_log", [])),
-            t_stop=float(info.get("t_stop", float("nan"))),
+            n_switches=info["n_switches"],
+            method_log=tuple(tuple(entry) for entry in info["method_log"]),
+            t_stop=float(info["t_stop"]),
             wall_time=info["wall_time"],
             time_scale=info["time_scale"],
             scales=info["scales"],
@@ -217,6 +338,149 @@ class Trajectory:
             config=info["config"],
             versions=info["versions"],
         )
+
+
+_REQUIRED = object()
+_FIELDS = {  # name: (kind, default); None: optional, no default
+    "status": ("str", _REQUIRED),
+    "message": ("str", _REQUIRED),
+    "method": ("str", _REQUIRED),
+    "nfev": ("int", _REQUIRED),
+    "n_accepted": ("int", _REQUIRED),
+    "n_rejected": ("int", _REQUIRED),
+    "n_switches": ("int", 0),
+    "method_log": ("method_log", []),
+    "t_stop": ("number", math.nan),
+    "wall_time": ("number", _REQUIRED),
+    "time_scale": ("number", _REQUIRED),
+    "scales": ("numbers by name", _REQUIRED),
+    "layers": ("list of str", _REQUIRED),
+    "events": ("events", _REQUIRED),
+    "config": ("table", _REQUIRED),
+    "versions": ("table", _REQUIRED),
+    "npz_sha256": ("str", None),
+    "npz_size": ("int", None),
+}
+_KIND_TEXT = {
+    "int": "an integer",
+    "number": "a number",
+    "str": "a string",
+    "table": "a JSON object",
+    "numbers by name": "a JSON object of numbers",
+    "list of str": "a list of strings",
+    "events": "a list of {name: string, t: number, loss: number}",
+    "method_log": "a list of [t: number, method: string]",
+}
+_ARRAYS = ("t", "t_bar", "loss", "norms", "max_neuron_norm", "state_t", "theta_bar",
+           "scale_vector", "theta_final", "event_theta")  # fmt: skip
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _is_kind(value, kind: str) -> bool:
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return _is_number(value)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "table":
+        return isinstance(value, dict)
+    if kind == "numbers by name":
+        return isinstance(value, dict) and all(map(_is_number, value.values()))
+    if kind == "list of str":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == "events":
+        return isinstance(value, list) and all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) and _is_number(e.get("t"))
+            and _is_number(e.get("loss")) for e in value
+        )  # fmt: skip
+    if kind == "method_log":
+        return isinstance(value, list) and all(
+            isinstance(e, list) and len(e) == 2 and _is_number(e[0]) and isinstance(e[1], str)
+            for e in value
+        )
+    raise AssertionError(kind)
+
+
+def _checked_info(info: dict, path: Path) -> dict:
+    """The JSON fields, each checked against :data:`_FIELDS`, defaults filled in."""
+    out = dict(info)
+    for name, (kind, default) in _FIELDS.items():
+        if name not in info:
+            if default is _REQUIRED:
+                raise ValueError(f"{path}: field {name!r} is missing")
+            if default is not None:
+                out[name] = default
+        elif not _is_kind(info[name], kind):
+            got = repr(info[name])
+            got = got if len(got) <= 60 else got[:57] + "..."
+            raise ValueError(f"{path}: field {name!r} must be {_KIND_TEXT[kind]}, got {got}")
+    return out
+
+
+def _read_arrays(fh, path: Path) -> dict:
+    """The arrays of an open ``.npz`` file (object arrays refused, never unpickled)."""
+    try:
+        with np.load(fh, allow_pickle=False) as data:
+            missing = [name for name in _ARRAYS if name not in data.files]
+            if missing:
+                raise ValueError(f"{path}: array {missing[0]!r} is missing")
+            return {name: data[name] for name in _ARRAYS}
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a readable trajectory npz ({exc})") from None
+
+
+def _check_shapes(arrays: dict, info: dict, path: Path) -> None:
+    """Each array real with the shape the module docstring gives."""
+    for name, a in arrays.items():
+        if a.dtype.kind not in "fiu":
+            raise ValueError(f"{path}: array {name!r} has dtype {a.dtype}, expected float64")
+    k, s, p = (arrays[n].shape[0] if arrays[n].ndim == 1 else -1
+               for n in ("t", "state_t", "scale_vector"))  # fmt: skip
+    expected = {
+        "t": (k,), "t_bar": (k,), "loss": (k,), "norms": (k, len(info["layers"])),
+        "max_neuron_norm": (k,), "state_t": (s,), "theta_bar": (s, p), "scale_vector": (p,),
+        "theta_final": (p,), "event_theta": (len(info["events"]), p),
+    }  # fmt: skip
+    for name, shape in expected.items():
+        if arrays[name].shape != shape or -1 in shape:
+            want = tuple("?" if n == -1 else n for n in shape)
+            raise ValueError(
+                f"{path}: array {name!r} has shape {arrays[name].shape}, expected {want} "
+                "(k save points, s saved states, P parameters)"
+            )
+
+
+def _sha256(fh) -> tuple[str, int]:
+    """SHA-256 hex digest and size of an open binary file, read from its start."""
+    digest, size = hashlib.sha256(), 0
+    fh.seek(0)
+    while chunk := fh.read(1 << 20):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path, *, shared: bool):
+    """Hold ``flock`` on ``directory``, shared or exclusive; no lock where the file
+    system has none (the checksum still refuses a mismatched pair)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def _base(path) -> Path:

@@ -14,8 +14,8 @@ import pytest
 
 from flowsim.store import Store, store_key
 from flowsim.sweep import Sweep, run_sweep
-from validation import escape_times, phase_diagram
-from validation._runner import SWEEP_DIR, sweep_files
+from flowsim.validation import escape_times, phase_diagram
+from flowsim.validation._runner import SWEEP_DIR, sweep_files
 
 CHECKS = {"phase_diagram": phase_diagram, "escape_times": escape_times}
 

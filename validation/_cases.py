@@ -31,7 +31,7 @@ def run_to_escape(act, dataset, *, init_std=0.005, seed=0, delta=0.2, rtol=1e-8,
     """Gradient flow from small init until the largest neuron's norm reaches ``delta``.
 
     The end of the initial (condensation) stage is taken as that escape time
-    (THEORY.md section 4's definition of T_esc).  Returns (net, X, y, theta0, traj).
+    (the definition of T_esc in docs/theory.md §7).  Returns (net, X, y, theta0, traj).
     """
     X, y = DATASETS[dataset]()
     net = fs.TwoLayer(act, width or WIDTHS[dataset], X.shape[1])

@@ -1,6 +1,6 @@
 """Condensed directions and the leading-order flow, neuron by neuron ([ZZJLZX22]).
 
-Two predictions of THEORY.md section 3 on the [ZZJLZX22] 1-D data (n = 40
+Two predictions of docs/theory.md §4-5 on the [ZZJLZX22] 1-D data (n = 40
 points of ``sin(3x) + sin(6x)/2`` on [-1, 1.5], input with bias, D = 2):
 
 1. **Directions.**  At the end of the initial stage the input weights point
@@ -60,13 +60,13 @@ import flowsim.measure as fm
 from flowsim.theory.blowup import blowup_time
 from flowsim.theory.directions import stable_directions
 from flowsim.theory.leading_order import leading_order
-from validation._cases import sin1d
-from validation._record import Record, bound_check
-from validation._style import figure, save
+from flowsim.validation._cases import sin1d
+from flowsim.validation._record import Record, bound_check
+from flowsim.validation._style import figure, save
 
 NAME = "directions"
 CLAIM = "condensed directions = stable extrema of G; full flow = leading order + O(eps^2)"
-SOURCE = "[ZZJLZX22]; THEORY.md §3"
+SOURCE = "[ZZJLZX22]; docs/theory.md §4-5"
 
 ACTS = ["tanh", "xtanh", "x2tanh"]
 SIZES = {

@@ -1,4 +1,4 @@
-"""Escape times from small initialization ([ZZJLZX22], [CL24]; THEORY.md section 4).
+"""Escape times from small initialization ([ZZJLZX22], [CL24]; docs/theory.md §7-8).
 
 Prediction: the escape time ``T_esc`` (first time the largest neuron's norm,
 ``|w_k|`` or for three layers the largest first-layer row ``|V_j|``, reaches a
@@ -25,7 +25,7 @@ less than 1e-3 of itself against rtol = 1e-10 and 1e-11); ``blowup_time`` at
 ``rtol = 1e-11``.
 The three-layer net has no biases (``bias=False``): with a second-layer bias
 and ``mean(y) != 0`` the ``O(eps^2)`` term ``(c_1/alpha) a . b`` leads and the
-claim does not apply (THEORY.md section 4; ``blowup_time`` refuses it).
+claim does not apply (docs/theory.md §8; ``blowup_time`` refuses it).
 
 Records per case: ``T_esc/T_LO`` at the smallest eps within 1% of 1 *and*
 ``|T_esc/T_LO - 1|`` decreasing along the eps sequence; the fitted log-log
@@ -63,14 +63,14 @@ from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 import flowsim as fs
 from flowsim.theory.blowup import blowup_time
 from flowsim.theory.stages import fit_escape_exponent, fit_plateau_slope, plateau_slope
-from validation._cases import sin1d
-from validation._record import Record, relative_check
-from validation._runner import SWEEP_DIR
-from validation._style import figure, save
+from flowsim.validation._cases import sin1d
+from flowsim.validation._record import Record, relative_check
+from flowsim.validation._runner import SWEEP_DIR
+from flowsim.validation._style import figure, save
 
 NAME = "escape_times"
 CLAIM = "T_esc/T_LO(delta) -> 1; T_esc ~ eps^-(p-1) (p >= 2), ~1/eps (3 layers), ~log(1/eps)/lambda"
-SOURCE = "[ZZJLZX22]; [CL24]; THEORY.md §4"
+SOURCE = "[ZZJLZX22]; [CL24]; docs/theory.md §7-8"
 
 # case -> (model, activation, width(s), eps grid)
 QUICK = {
@@ -220,7 +220,7 @@ def _gd_escape_on(traj) -> float:
 def _simulate_full(size, *, store=None, scheduler="local", workers=None, progress=True):
     from flowsim.config import build
     from flowsim.store import store_key
-    from validation._runner import sweep_records
+    from flowsim.validation._runner import sweep_records
 
     files = [SWEEP_DIR / name for name in SWEEPS[size]]
     store, records = sweep_records(files, store=store, scheduler=scheduler, workers=workers,
@@ -279,7 +279,7 @@ def _simulate_full(size, *, store=None, scheduler="local", workers=None, progres
 def simulate(size: str, **sweep) -> dict:
     """The runs of ``size``: quick in this process, full from the sweep files
     :data:`SWEEPS` through a result store (``sweep``: ``store``, ``scheduler``,
-    ``workers``, ``progress`` of :func:`validation._runner.sweep_records`)."""
+    ``workers``, ``progress`` of :func:`flowsim.validation._runner.sweep_records`)."""
     if size in SWEEPS:
         return _simulate_full(size, **sweep)
     cfg = SIZES[size]

@@ -20,9 +20,9 @@ import numpy as np
 
 import flowsim as fs
 import flowsim.measure as fm
-from validation._cases import sin1d
-from validation._record import Record
-from validation._style import figure, save
+from flowsim.validation._cases import sin1d
+from flowsim.validation._record import Record
+from flowsim.validation._style import figure, save
 
 NAME = "feature_evolution"
 CLAIM = "1-D ReLU features condense during training from small initialization"

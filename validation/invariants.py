@@ -1,12 +1,12 @@
 """Exact checks of the integrator: the ReLU conservation law and the Saxe solution.
 
-1. ReLU two-layer net ([DHL18]; THEORY.md sections 3 and 6): each neuron's
+1. ReLU two-layer net ([DHL18]; docs/theory.md §10): each neuron's
    ``a_k^2 - |w_k|^2`` is constant along the exact flow, bias included.  Run
    from small initialization through the initial plateau and the first
    descent (kinks crossed and slid on), the drift is measured relative to the
    size of the terms, ``max_t (a_k^2 + |w_k|^2)``.
 2. Two-layer linear net, whitened input, balanced rank-one start ([SMG14];
-   THEORY.md section 6): the mode strength ``u(t)`` against
+   docs/theory.md §10): the mode strength ``u(t)`` against
    ``u(t) = s e^(2st/tau) / (e^(2st/tau) - 1 + s/u0)``, ``tau = alpha``.
 """
 
@@ -15,12 +15,12 @@ from __future__ import annotations
 import numpy as np
 
 import flowsim as fs
-from validation._record import bound_check
-from validation._style import figure, save
+from flowsim.validation._record import bound_check
+from flowsim.validation._style import figure, save
 
 NAME = "invariants"
 CLAIM = "the integrator conserves the ReLU invariant and reproduces the Saxe closed form"
-SOURCE = "[DHL18]; [SMG14]; THEORY.md §6"
+SOURCE = "[DHL18]; [SMG14]; docs/theory.md §10"
 
 SIZES = {
     "quick": {"relu_width": 60, "relu_t_end": 400.0, "saxe_t_end": 30.0},
@@ -99,7 +99,7 @@ def evaluate(data: dict, size: str, figure_path: str | None = None) -> list:
         bound_check(
             "invariants.relu",
             "ReLU: a_k^2 - |w_k|^2 conserved (drift / max(a_k^2 + |w_k|^2))",
-            "[DHL18]; THEORY.md §3",
+            "[DHL18]; docs/theory.md §10",
             RELU_BOUND,
             relu_drift,
             cfg,
@@ -110,7 +110,7 @@ def evaluate(data: dict, size: str, figure_path: str | None = None) -> list:
         bound_check(
             "invariants.saxe",
             "linear net: u(t) equals the Saxe closed form (max error / s)",
-            "[SMG14]; THEORY.md §6",
+            "[SMG14]; docs/theory.md §10",
             SAXE_BOUND,
             saxe_err,
             {**SIZES[size], **SAXE},

@@ -2,7 +2,7 @@
 
 Set-up: tanh two-layer net with bias, width 100, on the [ZZJLZX22] 1-D data
 (:func:`validation._cases.sin1d`), every parameter N(0, eps^2).  Three
-predictions of THEORY.md section 5:
+predictions of docs/theory.md §9:
 
 (a) **Initial plateau exit** (p = 1).  The exit time grows linearly in
     ``log(1/eps)`` with slope ``1/lambda`` (:func:`flowsim.theory.plateau_slope`).
@@ -42,7 +42,7 @@ predictions of THEORY.md section 5:
     0.012 at t = 5e2 .. 5e3).
 (c) The Wasserstein-1 distance between the distributions of ``|a_k|`` and
     ``|w_k|`` (:func:`flowsim.measure.amplitude_wasserstein`) is drawn across
-    the stages.  THEORY.md states no prediction for it, so there is no record.
+    the stages.  docs/theory.md §9 states no prediction for it, so there is no record.
 
 Stage detection: ``loss_stages(slope_tol=0.1, smooth=0.05, min_plateau=0.2,
 min_drop=0.02)``.  The library defaults merge the initial descent into the
@@ -74,13 +74,13 @@ from scipy import optimize
 
 import flowsim as fs
 import flowsim.measure as fm
-from validation._cases import sin1d
-from validation._record import Record, relative_check
-from validation._style import figure, save
+from flowsim.validation._cases import sin1d
+from flowsim.validation._record import Record, relative_check
+from flowsim.validation._style import figure, save
 
 NAME = "plateau_stages"
 CLAIM = "small-init loss stages: exit ~ log(1/eps)/lambda; plateaus at narrow-net critical values"
-SOURCE = "[CLW24]; THEORY.md §5"
+SOURCE = "[CLW24]; docs/theory.md §9"
 
 SIZES = {
     "quick": {"exit_eps": [1e-4, 1e-6, 1e-8, 1e-10, 1e-12], "run_eps": 1e-4, "t_end": 3e4,

@@ -8,6 +8,10 @@ next process that loads it crashes.  Sweeps start many workers on one cache
 directory at once, so flowsim serializes index updates with an advisory lock
 (``fcntl.flock``) on a file beside the index: exclusive to save, shared to load.
 
+A cache file that cannot be read back (truncated by a full disk or a killed
+writer, or otherwise corrupt) is a cache miss, with a warning naming it:
+Numba compiles again and overwrites it, instead of failing on every call.
+
 Installed by :mod:`flowsim._jit` before any kernel is compiled.  Where the
 private API differs (another Numba version) or ``fcntl`` is missing, nothing
 is patched.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 
 try:
     import fcntl
@@ -26,6 +31,7 @@ except ImportError:  # pragma: no cover - Windows
 from numba.core import caching
 
 _INSTALLED = False
+_WARNED: set[str] = set()
 
 
 @contextlib.contextmanager
@@ -43,6 +49,18 @@ def _locked(index_path: str, mode: int):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _unreadable(path: str, exc: BaseException) -> None:
+    if path in _WARNED:  # the index is read again by the save that repairs it
+        return
+    _WARNED.add(path)
+    warnings.warn(
+        f"flowsim: unreadable Numba cache file {path} ({type(exc).__name__}: {exc}); "
+        "compiling again",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
 def install() -> bool:
     """Wrap the cache's save/load in the lock; True when installed."""
     global _INSTALLED
@@ -52,6 +70,10 @@ def install() -> bool:
     if fcntl is None or cls is None or not hasattr(cls, "save") or not hasattr(cls, "load"):
         return False
     save, load = cls.save, cls.load
+    load_index = getattr(cls, "_load_index", None)
+    load_data = getattr(cls, "_load_data", None)
+    if load_index is None or load_data is None:
+        return False
 
     @functools.wraps(save)
     def locked_save(self, key, data):
@@ -63,8 +85,28 @@ def install() -> bool:
         with _locked(self._index_path, fcntl.LOCK_SH):
             return load(self, key)
 
+    @functools.wraps(load_index)
+    def tolerant_load_index(self):
+        try:
+            return load_index(self)
+        except Exception as exc:  # noqa: BLE001 - whatever unpickling a torn file raises
+            _unreadable(self._index_path, exc)
+            return {}  # as for a stale index: the next save rewrites it
+
+    @functools.wraps(load_data)
+    def tolerant_load_data(self, name):
+        try:
+            return load_data(self, name)
+        except OSError:
+            raise  # Numba's load treats a missing data file as a miss itself
+        except Exception as exc:  # noqa: BLE001
+            _unreadable(self._data_path(name), exc)
+            return None  # a miss: compiled again, and saved over the bad file
+
     locked_save.__flowsim_locked__ = True
     cls.save = locked_save
     cls.load = locked_load
+    cls._load_index = tolerant_load_index
+    cls._load_data = tolerant_load_data
     _INSTALLED = True
     return True

@@ -6,7 +6,7 @@ flowsim derive ACTIVATION [--json]
 flowsim run CONFIG.toml [--out DIR] [--quiet] [--force]
 flowsim sweep SWEEP.toml [--scheduler local|dask|tcp://HOST:PORT] [--workers N] [--store DIR]
               [--threads N] [--dry-run] [--retry-failed] [--quiet]
-flowsim store ls|show|gc DIR ...
+flowsim store ls|show|gc|verify DIR ...
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -30,14 +31,26 @@ def _new_out_dir(base: Path | None) -> Path:
     return root / f"validate-{k:03d}"
 
 
-def _cmd_validate(args) -> int:
-    from validation import CHECKS
-    from validation._runner import run, table, write_report
+_CACHE_HELP = ("simulation cache, keyed by the numerics that made it (default: "
+              "$FLOWSIM_CACHE_DIR/validation, else ~/.cache/flowsim/validation)")  # fmt: skip
 
+
+def _cmd_validate(args) -> int:
+    from flowsim.validation import CHECKS
+    from flowsim.validation._runner import describe, provenances, run, table, write_report
+
+    if args.list:
+        rows = [(name, *describe(name)) for name in CHECKS]
+        width = max(len(name) for name in CHECKS)
+        sizes = max(len(", ".join(row[2])) for row in rows)
+        for name, summary, size_names in rows:
+            print(f"{name:<{width}}  {', '.join(size_names):<{sizes}}  {summary}")
+        return 0
     names = args.names or list(CHECKS)
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
-        print(f"flowsim validate: unknown check(s) {unknown}; available: {CHECKS}", file=sys.stderr)
+        print(f"flowsim validate: unknown check(s) {', '.join(unknown)}; available: "
+              f"{', '.join(CHECKS)} (flowsim validate --list)", file=sys.stderr)  # fmt: skip
         return 2
     out_dir = _new_out_dir(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -46,23 +59,26 @@ def _cmd_validate(args) -> int:
     records, timings = run(names, size, out_dir, cache_dir=args.cache, refresh=args.refresh,
                            sweep=sweep)  # fmt: skip
     print(table(records))
+    print("\nsimulation data: " + "; ".join(f"{k} {v}" for k, v in provenances(records).items()))
     report = write_report(records, timings, out_dir, size)
     print(f"\nreport: {report}")
     if args.json:
         Path(args.json).write_text(json.dumps({"checks": [r.to_json() for r in records]}, indent=2))
-    return 0 if all(r.passed for r in records) else 1
+    return 0 if all(r.ok for r in records) else 1
 
 
 def _cmd_figure(args) -> int:
-    from validation import CHECKS
-    from validation._runner import default_cache_dir, draw_figure
+    from flowsim.validation import CHECKS
+    from flowsim.validation._runner import draw_figure
 
     if args.name not in CHECKS:
-        print(f"flowsim figure: unknown figure {args.name!r}; available: {CHECKS}", file=sys.stderr)
+        print(f"flowsim figure: unknown figure {args.name!r}; available: {', '.join(CHECKS)}",
+              file=sys.stderr)  # fmt: skip
         return 2
     out = args.out or Path.cwd() / "flowsim-results" / "figures"
     size = "full" if args.full else "quick"
-    path = draw_figure(args.name, size, out, args.cache or default_cache_dir())
+    path, provenance = draw_figure(args.name, size, out, args.cache)
+    print(f"simulation data: {provenance}", file=sys.stderr)
     print(path)
     return 0
 
@@ -122,11 +138,21 @@ def _cmd_run(args) -> int:
         names = " and ".join(str(p) for p in existing)
         verb = "exist" if len(existing) > 1 else "exists"
         return fail(f"{names} {verb}; use --force to overwrite or choose another --out", 1)
+    try:  # before the simulation, not after it: a file in there, not only permissions
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        return fail(f"--out {out_dir}: cannot write there ({exc.strerror or exc})")
     try:
         traj = run_config(cfg, progress=False if args.quiet else None)
     except (ValueError, OSError) as exc:
         return fail(f"{args.config}: {_one_line(exc)}")
-    npz, meta = traj.save(base)
+    try:
+        npz, meta = traj.save(base)  # atomic: on failure the old pair (or none) is left
+    except OSError as exc:
+        return fail(f"cannot save {base}.npz and .json ({exc.strerror or exc}); nothing was "
+                    "written, the result is lost", 1)  # fmt: skip
     if not args.quiet:
         print(_run_summary(stem, cfg, traj, npz, meta))
     return 0 if traj.status in ("done", "event") else 1
@@ -135,9 +161,23 @@ def _cmd_run(args) -> int:
 DEFAULT_STORE = Path("flowsim-results") / "store"
 
 
+def _too_large_preview(sweep, name, first: int = 10) -> int:
+    """``--dry-run`` of a sweep over MAX_RUNS: the count and the first runs, built lazily."""
+    import itertools
+
+    from flowsim.sweep import MAX_RUNS
+
+    print(f"{name}: {len(sweep)} runs, more than the maximum {MAX_RUNS}: flowsim sweep would "
+          f"refuse it (split the sweep); the first {first}:")  # fmt: skip
+    for run in itertools.islice(sweep.iter_runs(), first):
+        values = ", ".join(f"{k}={_cell(v)}" for k, v in run.point.items())
+        print(f"  {run.index:5d}  {run.key[:12]}  {values}")
+    return 2
+
+
 def _cmd_sweep(args) -> int:
     from flowsim.store import Store, StoreError
-    from flowsim.sweep import Sweep, run_sweep
+    from flowsim.sweep import MAX_RUNS, Sweep, run_sweep
 
     def fail(message, code=2) -> int:
         print(f"flowsim sweep: {message}", file=sys.stderr)
@@ -145,6 +185,9 @@ def _cmd_sweep(args) -> int:
 
     try:
         sweep = Sweep.from_toml(args.sweep)
+        name = sweep.name or Path(args.sweep).stem
+        if args.dry_run and len(sweep) > MAX_RUNS:
+            return _too_large_preview(sweep, name)
         runs = sweep.runs()
     except (ValueError, OSError) as exc:
         return fail(f"{args.sweep}: {_one_line(exc)}")
@@ -160,7 +203,10 @@ def _cmd_sweep(args) -> int:
         return fail(_one_line(exc))
     except (RuntimeError, OSError) as exc:
         return fail(_one_line(exc), 1)
-    name = sweep.name or Path(args.sweep).stem
+    except KeyboardInterrupt:
+        n = sum(store.status(run.key) is not None for run in runs)
+        return fail(f"interrupted; {n} of {len(runs)} runs are in {store.root} (the runs in "
+                    "progress were dropped); the same command resumes", 130)  # fmt: skip
     if args.dry_run:
         n_dup = f", {result.duplicates} duplicate points" if result.duplicates else ""
         print(f"{name}: {len(runs)} runs, {result.total} distinct{n_dup}; {result.stored} in "
@@ -201,11 +247,38 @@ def _cell(value) -> str:
     return str(value)
 
 
+def _store_warnings(prog: str):
+    """A context in which a :class:`~flowsim.store.StoreWarning` (a bad result,
+    skipped) is one line on stderr: ``prog: warning: PATH: what is wrong``."""
+    import contextlib
+    import warnings
+
+    from flowsim.store import StoreWarning
+
+    @contextlib.contextmanager
+    def context():
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", StoreWarning)
+            show = warnings.showwarning
+
+            def showwarning(message, category, *rest, **kwargs):
+                if issubclass(category, StoreWarning):
+                    print(f"{prog}: warning: {message}", file=sys.stderr)
+                else:
+                    show(message, category, *rest, **kwargs)
+
+            warnings.showwarning = showwarning
+            yield
+
+    return context()
+
+
 def _cmd_store_ls(args) -> int:
     store = _open_store(args)
     if store is None:
         return 2
-    rows = store.rows()
+    with _store_warnings("flowsim store ls"):
+        rows = store.rows()
     if args.failed:
         rows = [r for r in rows if r["status"] == "failed"]
     if args.json:
@@ -244,17 +317,53 @@ def _cmd_store_show(args) -> int:
     except StoreError as exc:
         print(f"flowsim store show: {_one_line(exc)}", file=sys.stderr)
         return 2
-    record = store.record(key)
-    print(json.dumps(record, indent=2, sort_keys=True))
+    try:
+        print(json.dumps(store.record(key), indent=2, sort_keys=True))
+    except StoreError:
+        pass  # named by the check below
     print("files: " + ", ".join(str(p) for p in sorted(store.path(key).iterdir())))
+    problem = store.check(key)
+    if problem:
+        print(f"flowsim store show: {problem}", file=sys.stderr)
+        return 1
     return 0
 
 
-def _cmd_store_gc(args) -> int:
+def _cmd_store_verify(args) -> int:
     store = _open_store(args)
     if store is None:
         return 2
-    removed = store.gc(failed=args.failed, dry_run=args.dry_run)
+    results = store.verify(every=True)
+    n_bad = n_unsummed = 0
+    for key, problem in results.items():
+        n_bad += problem is not None
+        if problem:
+            print(f"{key[:12]}  bad: {problem}")
+            continue
+        unsummed = "files" not in (store.record(key) or {})
+        n_unsummed += unsummed
+        if args.all:
+            print(f"{key[:12]}  ok" + (" (no checksum: written before checksums; its "
+                                       "trajectory loads)" if unsummed else ""))  # fmt: skip
+    note = f"; {n_unsummed} without checksum (older records)" if n_unsummed else ""
+    print(f"{store.root}: {len(results)} results, {n_bad} bad{note}", file=sys.stderr)
+    return 1 if n_bad else 0
+
+
+def _cmd_store_gc(args) -> int:
+    import errno
+
+    store = _open_store(args)
+    if store is None:
+        return 2
+    try:
+        with _store_warnings("flowsim store gc"):
+            removed = store.gc(failed=args.failed, dry_run=args.dry_run)
+    except OSError as exc:
+        cannot = exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+        what = "cannot write to the store" if cannot else "failed"
+        print(f"flowsim store gc: {what} {store.root}: {_one_line(exc)}", file=sys.stderr)
+        return 1
     verb = "would remove" if args.dry_run else "removed"
     print(f"{store.root}: {verb} {len(removed)} entries")
     for path in removed:
@@ -273,17 +382,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flowsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("validate", help="run the validation suite (theory vs simulation)")
-    p.add_argument("names", nargs="*", metavar="NAME", help="checks to run (default: all)")
+    from flowsim.validation import CHECKS
+
+    checks = ", ".join(CHECKS)
+    p = sub.add_parser(
+        "validate",
+        help="run the validation suite (theory vs simulation)",
+        description="Run the validation checks and write a report.  Each record's verdict is "
+        "PASS, FAIL or FINDING (the theory as stated does not hold in the tested setting, "
+        "documented in the check with its reason and numbers).  Exit status 0 when every "
+        "record passed or is a documented finding whose numbers still reproduce, 1 otherwise, "
+        "2 for an unknown check.",
+    )
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help=f"checks to run (default: all): {checks}")  # fmt: skip
+    p.add_argument("--list", action="store_true",
+                   help="list the checks (name, sizes, one-line description) and exit")  # fmt: skip
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small sizes (default)")
-    size.add_argument("--full", action="store_true", help="paper sizes (slow)")
+    size.add_argument("--full", action="store_true",
+                      help="paper sizes (slow: about 15 minutes on 2 idle cores, most of it "
+                      "simulation that is cached for the next run)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default: ./flowsim-results/validate-NNN)")  # fmt: skip
     p.add_argument("--json", metavar="FILE", help="also write the records as JSON")
     p.add_argument("--refresh", action="store_true", help="re-simulate even if cached")
-    p.add_argument("--cache", type=Path, default=None,
-                   help="simulation cache (default: ./flowsim-results/cache)")  # fmt: skip
+    p.add_argument("--cache", type=Path, default=None, help=_CACHE_HELP)
     p.add_argument("--store", type=Path, default=None, metavar="DIR",
                    help="result store of the checks whose full size is a sweep "
                    "(validation/sweeps/; default: ./flowsim-results/store)")  # fmt: skip
@@ -294,12 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("figure", help="draw one paper figure from cached simulation data")
-    p.add_argument("name", help="the check whose figure to draw")
+    p.add_argument("name", help=f"the check whose figure to draw: {checks}")
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default: ./flowsim-results/figures)")  # fmt: skip
     p.add_argument("--full", action="store_true", help="use the full-size data")
-    p.add_argument("--cache", type=Path, default=None,
-                   help="simulation cache (default: ./flowsim-results/cache)")  # fmt: skip
+    p.add_argument("--cache", type=Path, default=None, help=_CACHE_HELP)
     p.set_defaults(func=_cmd_figure)
 
     p = sub.add_parser("derive", help="leading-order theory of an activation")
@@ -356,14 +479,26 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_cmd_store_ls)
     q = store_sub.add_parser("show", help="the record of one result")
     q.add_argument("dir", type=Path, metavar="DIR", help="store directory")
-    q.add_argument("key", metavar="KEY", help="key or unique prefix (>= 4 characters)")
+    q.add_argument("key", metavar="KEY", help="key or unique prefix (4 to 64 hex digits)")
     q.set_defaults(func=_cmd_store_show)
+    q = store_sub.add_parser(
+        "verify",
+        help="check every result against the checksums of its record",
+        description="Check every result: its record readable, its config hashing to its key, "
+        "each file of the result with the size and SHA-256 its record gives (records "
+        "written before checksums: the trajectory must load).  Prints one line per bad "
+        "result; exit status 0 when all are sound, 1 otherwise.  A sweep recomputes a "
+        "bad result.",
+    )
+    q.add_argument("dir", type=Path, metavar="DIR", help="store directory")
+    q.add_argument("--all", action="store_true", help="a line for every result, sound or not")
+    q.set_defaults(func=_cmd_store_verify)
     q = store_sub.add_parser(
         "gc",
         help="remove leftovers of killed writers (and failures with --failed)",
-        description="Remove temporary directories that no live process is writing, and with "
-        "--failed the failure records (so that the next sweep reruns them); rebuild "
-        "manifest.json.",
+        description="Remove temporary directories that no live process is writing, result "
+        "directories without result.json, and with --failed the failure records (so that "
+        "the next sweep reruns them); rebuild manifest.json.",
     )
     q.add_argument("dir", type=Path, metavar="DIR", help="store directory")
     q.add_argument("--failed", action="store_true", help="also remove failure records")
@@ -375,7 +510,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        status = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader left (flowsim store ls | head): no traceback, and no second error
+        # when Python flushes stdout at exit (the recipe of the `signal` module's docs)
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return status
 
 
 if __name__ == "__main__":

@@ -88,6 +88,7 @@ from pathlib import Path
 import numpy as np
 
 from flowsim import data as _data
+from flowsim._memory import format_bytes, over_limit
 from flowsim.integrate.simulate import METHODS, escape, loss_above, loss_below, simulate
 
 MODEL_KINDS = ("three_layer", "two_layer")
@@ -455,6 +456,75 @@ class EventConfig:
 # -- the run ------------------------------------------------------------------------
 
 
+def run_memory(model: ModelConfig, solver: SolverConfig, n: int, d: int) -> dict[str, int]:
+    """Estimated bytes of a run, in four parts.
+
+    With ``n`` samples of dimension ``d`` (``D = d + 1`` with a bias, else
+    ``d``), ``P`` parameters (two layers: ``m (D + 1)``; three:
+    ``m2 + m2 m1 + m1 D``), ``H`` hidden units (``m``; ``m1 + m2``), ``L``
+    layers, ``k = n_save`` save points of which ``R`` keep the state (``k``
+    for ``"all"``, 1 for ``"final"``, ``ceil(k / s)`` for a stride ``s``),
+    in float64 (8 bytes):
+
+    * ``"data"``: ``8 n (2 D + 2)`` (X, X with the bias column, y, a copy);
+    * ``"parameters"``: ``8 * 40 P`` (theta0, scales, the state, up to 13
+      Runge-Kutta stages, BDF's 8 differences, event states, kernel scratch);
+    * ``"per-sample work"``: ``8 * 4 n H`` (pre-activations, activation values
+      and derivatives of a pass, the switching pattern);
+    * ``"saved output"``: ``8 (k (L + 4) + 2 R P)`` (times, loss, norms; the
+      saved states and their copy in the returned Trajectory).
+
+    The Jacobian factor of ``rodas``/``bdf`` is bounded on its own
+    (:data:`flowsim.integrate.simulate.FACTOR_MAX_BYTES`).  Sizes are Python
+    integers: no overflow however large the config.
+    """
+    D = d + 1 if model.bias else d
+    if model.kind == "two_layer":
+        P, H, L = model.width * (D + 1), model.width, 2
+    else:
+        m1, m2 = model.widths
+        P, H, L = m2 + m2 * m1 + m1 * D, m1 + m2, 3
+    k = solver.n_save
+    if solver.save_state == "all":
+        R = k
+    elif solver.save_state == "final":
+        R = 1
+    else:
+        R = -(-k // solver.save_state)
+    return {
+        "data": 8 * n * (2 * D + 2),
+        "parameters": 8 * 40 * P,
+        "per-sample work": 8 * 4 * n * H,
+        "saved output": 8 * (k * (L + 4) + 2 * R * P),
+    }
+
+
+def _check_memory(model, solver, n, d, n_field="data.params.n"):
+    """ConfigError when :func:`run_memory` exceeds :func:`flowsim._memory.memory_limit`.
+
+    The field named is the first, in the order a run is built, whose stage does
+    not fit: the parameters alone (the width), the data alone (n), both with
+    the per-sample work (n and the width), the whole with the saved output
+    (n_save).
+    """
+    parts = run_memory(model, solver, n, d)
+    width = ("model.width", f"width = {model.width}") if model.kind == "two_layer" else (
+        "model.widths", f"widths = {list(model.widths)}")  # fmt: skip
+    samples = (n_field, f"n = {n}")
+    stages = [
+        (["parameters"], [width]),
+        (["data"], [samples]),
+        (["parameters", "data", "per-sample work"], [samples, width]),
+        (list(parts), [("solver.n_save", f"n_save = {solver.n_save}")]),
+    ]
+    for names, named in stages:
+        reason = over_limit(sum(parts[k] for k in names), "the run would")
+        if reason is not None:
+            values = ", ".join(text for _, text in named)
+            detail = ", ".join(f"{k} {format_bytes(v)}" for k, v in parts.items())
+            raise ConfigError(", ".join(f for f, _ in named), f"{values}: {reason} ({detail})")
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
     """One simulation: model, data, initialization, solver options, events."""
@@ -523,6 +593,8 @@ class RunConfig:
                     f"{event.kind!r} is already events[{seen[event.kind]}]; one event per kind",
                 )
             seen[event.kind] = i
+        if self.data.input_dim is not None:  # kind "file": checked in build(), once loaded
+            _check_memory(model, self.solver, self.data.params["n"], self.data.input_dim)
 
     # -- dicts and files ----------------------------------------------------------
     @classmethod
@@ -597,7 +669,15 @@ class RunConfig:
         file = self.data.file()
         if file is not None:
             try:
-                payload["data_sha256"] = hashlib.sha256(file.read_bytes()).hexdigest()
+                _data.check_file(file, "data.params.path")  # not /dev/zero, not 100 GB
+                digest = hashlib.sha256()
+                with open(file, "rb") as fh:
+                    for block in iter(lambda: fh.read(2**20), b""):
+                        digest.update(block)
+                payload["data_sha256"] = digest.hexdigest()
+            except ValueError as exc:
+                path, _, message = str(exc).partition(": ")
+                raise ConfigError(path, message) from None
             except OSError as exc:
                 raise ConfigError(
                     "data.params.path", f"cannot read {str(file)!r} ({exc})"
@@ -616,6 +696,7 @@ def build(cfg: RunConfig):
         raise ConfigError(
             "model.input_dim", f"must match the data's dimension {d}, got {cfg.model.input_dim}"
         )
+    _check_memory(cfg.model, cfg.solver, X.shape[0], d, n_field="data.params.path")
     net = cfg.model.build(d)
     theta0 = net.init(cfg.init.seed, **cfg.init.kwargs())
     events = [event.build() for event in cfg.events]

@@ -21,10 +21,11 @@ shape (n,), both float64 and C-contiguous.  The kinds and their parameters
     ``path`` is relative to ``base_dir`` (for a run configuration: the
     directory of the config file).
 
-Target expressions are parsed with SymPy and evaluated with NumPy
-(``sympy.lambdify``); they may use the functions SymPy knows (``sin``, ``exp``,
-``Abs``, ``Piecewise``, ...).  A bad parameter raises ValueError naming the
-parameter and what is allowed.
+Target expressions are read by a whitelist parser (:mod:`flowsim._expressions`:
+numbers, the symbols, ``+ - * / **``, ``pi``, ``E``, and the functions ``exp``,
+``log``, ``sin``, ``tanh``, ``erf``, ``Abs``, ``Max``, ``Piecewise`` and the like; the
+text is never evaluated) and evaluated with NumPy (``sympy.lambdify``).  A bad
+parameter raises ValueError naming the parameter and what is allowed.
 
 References
 ----------
@@ -38,9 +39,12 @@ from __future__ import annotations
 
 import functools
 import math
+import stat
 from pathlib import Path
 
 import numpy as np
+
+from flowsim._memory import format_bytes, over_limit
 
 # kind -> parameter defaults (None: required).  The order is the documented one.
 KINDS: dict[str, dict[str, object]] = {
@@ -78,6 +82,11 @@ def make_data(kind: str, *, base_dir=None, **params) -> tuple[np.ndarray, np.nda
 def _make_data(kind, params, base_dir=None, where=""):
     """:func:`make_data` with error messages prefixed by ``where``."""
     p = check_params(kind, params, where)
+    if kind != "file":  # X, y and a copy: 8 n (2 d + 2) bytes, checked before drawing
+        d = 1 if kind == "sin1d" else p["d"]
+        reason = over_limit(8 * p["n"] * (2 * d + 2), "the data set would")
+        if reason is not None:
+            raise ValueError(f"{where}n: n = {p['n']}, d = {d}: {reason}")
     if kind == "sin1d":
         x = np.linspace(p["low"], p["high"], p["n"])
         X = x[:, None]
@@ -165,26 +174,14 @@ def _gaussian_symbols(d: int) -> tuple[str, ...]:
 def _compile(text: str, symbols: tuple[str, ...], path: str):
     """Parse ``text`` as a SymPy expression in ``symbols``; returns a NumPy function."""
     import sympy as sp
-    from sympy.core.function import AppliedUndef
-    from sympy.parsing.sympy_parser import parse_expr, standard_transformations
 
-    allowed = f"a SymPy expression in {list(symbols)}"
+    from flowsim import _expressions
+
     local = {name: sp.Symbol(name, real=True) for name in symbols}
     try:
-        expr = parse_expr(text, local_dict=local, transformations=standard_transformations)
-    except Exception as exc:  # noqa: BLE001 - the parser raises many kinds
-        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-        raise ValueError(f"{path}: cannot parse {text!r} ({detail}); must be {allowed}") from None
-    if not isinstance(expr, sp.Expr):
-        raise ValueError(f"{path}: {text!r} is not an expression; must be {allowed}")
-    unknown = sorted(str(s) for s in expr.free_symbols if str(s) not in symbols)
-    if unknown:
-        raise ValueError(
-            f"{path}: unknown symbol(s) {unknown} in {text!r}; allowed: {list(symbols)}"
-        )
-    undefined = sorted({str(f.func) for f in expr.atoms(AppliedUndef)})
-    if undefined:
-        raise ValueError(f"{path}: unknown function(s) {undefined} in {text!r}; must be {allowed}")
+        expr = _expressions.parse(text, local)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     args = [local[name] for name in symbols]
     try:
         return sp.lambdify(args, expr, modules="numpy")
@@ -205,18 +202,54 @@ def _evaluate(text, symbols, X, path) -> np.ndarray:
     return y
 
 
+def check_file(file: Path, where: str) -> int:
+    """Size of the data file ``file``; ValueError unless it is a regular file within the
+    memory limit (a device such as /dev/zero or a FIFO would be read forever)."""
+    try:
+        info = file.stat()
+    except OSError as exc:
+        raise ValueError(f"{where}: no such file {str(file)!r} ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(
+            f"{where}: {str(file)!r} is not a regular file (a directory, device or pipe); "
+            "must be an .npz file"
+        )
+    reason = over_limit(info.st_size, "reading it would")
+    if reason is not None:
+        raise ValueError(f"{where}: {str(file)!r} is {format_bytes(info.st_size)}; {reason}")
+    return info.st_size
+
+
+def _declared_bytes(archive, name: str) -> int:
+    """Bytes of array ``name`` of an open .npz as float64, from its header alone (a
+    compressed file can declare far more than its size)."""
+    try:
+        with archive.zip.open(f"{name}.npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0
+            if version != (1, 0):
+                read = np.lib.format.read_array_header_2_0
+            shape, _, _ = read(fh)
+    except KeyError:  # stored under another member name: np.load's own reading decides
+        return 0
+    return 8 * math.prod(shape)
+
+
 def _load(path, base_dir, where) -> tuple[np.ndarray, np.ndarray]:
     file = Path(path).expanduser()
     if not file.is_absolute():
         file = Path(base_dir or ".") / file
-    if not file.is_file():
-        raise ValueError(f"{where}: no such file {str(file)!r}")
+    check_file(file, where)
     try:
         with np.load(file, allow_pickle=False) as archive:
             names = list(archive.files)
             missing = [k for k in ("X", "y") if k not in names]
             if missing:
                 raise ValueError(f"{where}: {str(file)!r} has no array(s) {missing}; found {names}")
+            declared = sum(_declared_bytes(archive, k) for k in ("X", "y"))
+            reason = over_limit(2 * declared, "its arrays (as float64, and a copy) would")
+            if reason is not None:
+                raise ValueError(f"{where}: {str(file)!r}: {reason}")
             X, y = archive["X"], archive["y"]
     except ValueError:
         raise

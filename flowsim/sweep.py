@@ -18,6 +18,8 @@ A sweep file is TOML::
 
 The runs are every combination of the grid, times every row of the zip
 tables, times every seed (in that nesting order, grid fields in file order).
+They are counted before any is built, and a sweep of more than
+:data:`MAX_RUNS` runs is refused.
 Each run is a :class:`~flowsim.RunConfig`, checked as it is built; an error
 names the sweep field (``grid.model.widht: unknown field; allowed: [...]``)
 or the base field (``base.solver.rtol: ...``) and the point.
@@ -47,6 +49,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flowsim._progress import Progress
 from flowsim.config import ConfigError, RunConfig
 from flowsim.store import Store, store_key
 
@@ -55,6 +58,15 @@ SCHEDULERS = ("local", "dask")
 
 MAX_WORKER_DEATHS = 3
 """A run whose worker died this many times is stored as a failure."""
+
+MAX_RUNS = 100_000
+"""Largest sweep expanded: the count (grid sizes x zip length x seeds) is checked
+before any run is built.  Each run costs ~2.7 KB and ~1.2 ms to build and check
+(measured on validation/sweeps/phase_diagram.toml), so the maximum is ~0.3 GB and
+~2 min of expansion; a larger study is split into several sweeps."""
+
+CONNECT_TIMEOUT = 20.0
+"""Seconds to wait for a Dask scheduler at a ``tcp://`` address to answer."""
 
 _TOP_LEVEL = ("name", "description", "base", "seeds", "grid", "zip")
 _TEST_EXIT_ENV = "FLOWSIM_TEST_EXIT_ONCE"
@@ -114,7 +126,7 @@ class Sweep:
     base: dict
     grid: dict = field(default_factory=dict)
     zipped: dict = field(default_factory=dict)
-    seeds: tuple | None = None
+    seeds: tuple | range | None = None
     name: str | None = None
     base_dir: Path | None = None
 
@@ -165,22 +177,24 @@ class Sweep:
         seeds = d.get("seeds")
         if seeds is not None:
             if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
-                seeds = list(range(seeds))
-            ok = (
-                isinstance(seeds, list)
-                and seeds
-                and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-            )
-            if not ok:
-                raise SweepError(
-                    "seeds", f"must be a count >= 1 or a list of integers >= 0, got {seeds!r}"
-                )
-            if len(set(seeds)) != len(seeds):
-                raise SweepError("seeds", f"must not repeat a seed, got {seeds!r}")
+                seeds = range(seeds)  # a count stays lazy, however large
+            else:
+                ok = (
+                    isinstance(seeds, list)
+                    and seeds
+                    and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                            for s in seeds)
+                )  # fmt: skip
+                if not ok:
+                    raise SweepError(
+                        "seeds", f"must be a count >= 1 or a list of integers >= 0, got {seeds!r}"
+                    )
+                if len(set(seeds)) != len(seeds):
+                    raise SweepError("seeds", f"must not repeat a seed, got {seeds!r}")
+                seeds = tuple(seeds)
             for section, table in (("grid", grid), ("zip", zipped)):
                 if "init.seed" in table:
                     raise SweepError(f"{section}.init.seed", "cannot be combined with seeds")
-            seeds = tuple(seeds)
         name = d.get("name")
         if name is not None and not isinstance(name, str):
             raise SweepError("name", f"must be a string, got {name!r}")
@@ -195,19 +209,44 @@ class Sweep:
             n *= len(next(iter(self.zipped.values())))
         return n * (len(self.seeds) if self.seeds else 1)
 
-    def points(self) -> list[dict]:
-        """The swept values of every run, ``{dotted path: value}``, in sweep order."""
-        grid_rows = [dict(zip(self.grid, values, strict=True))
-                     for values in itertools.product(*self.grid.values())]  # fmt: skip
-        n_zip = len(next(iter(self.zipped.values()))) if self.zipped else 1
-        zip_rows = [{k: v[i] for k, v in self.zipped.items()} for i in range(n_zip)]
-        seed_rows = [{"init.seed": s} for s in self.seeds] if self.seeds else [{}]
-        return [{**g, **z, **s} for g in grid_rows for z in zip_rows for s in seed_rows]
+    def check_size(self) -> None:
+        """SweepError when the sweep has more than :data:`MAX_RUNS` runs (counted, not built)."""
+        n = len(self)
+        if n <= MAX_RUNS:
+            return
+        factors = [f"{len(v)} {k}" for k, v in self.grid.items()]
+        if self.zipped:
+            factors.append(f"{len(next(iter(self.zipped.values())))} zip rows")
+        if self.seeds:
+            factors.append(f"{len(self.seeds)} seeds")
+        sections = [s for s, on in (("grid", self.grid), ("zip", self.zipped),
+                                    ("seeds", self.seeds)) if on]  # fmt: skip
+        raise SweepError(
+            ", ".join(sections),
+            f"{n} runs ({' x '.join(factors)}), more than the maximum {MAX_RUNS} "
+            "(flowsim.sweep.MAX_RUNS); split the sweep",
+        )
 
-    def runs(self) -> list[Run]:
-        """Every run, each config checked (a :class:`SweepError` names the field)."""
-        out = []
-        for index, point in enumerate(self.points()):
+    def iter_points(self):
+        """The swept values of every run, ``{dotted path: value}``, in sweep order, one at a
+        time (nothing is built ahead)."""
+        n_zip = len(next(iter(self.zipped.values()))) if self.zipped else 1
+        for values in itertools.product(*self.grid.values()):
+            g = dict(zip(self.grid, values, strict=True))
+            for i in range(n_zip):
+                z = {k: v[i] for k, v in self.zipped.items()}
+                for s in self.seeds if self.seeds else [None]:
+                    yield {**g, **z, **({} if s is None else {"init.seed": s})}
+
+    def points(self) -> list[dict]:
+        """:meth:`iter_points` as a list (at most :data:`MAX_RUNS`)."""
+        self.check_size()
+        return list(self.iter_points())
+
+    def iter_runs(self):
+        """Every run, built and checked one at a time (a :class:`SweepError` names the
+        field); ``itertools.islice`` takes the first few of any sweep."""
+        for index, point in enumerate(self.iter_points()):
             d = copy.deepcopy(self.base)
             for path, value in point.items():
                 _assign(d, path, value, self._section(path))
@@ -215,8 +254,12 @@ class Sweep:
                 cfg = RunConfig.from_dict(d, base_dir=self.base_dir)
             except ConfigError as exc:
                 raise self._error(exc, index, point) from None
-            out.append(Run(index, point, cfg, store_key(cfg)))
-        return out
+            yield Run(index, point, cfg, store_key(cfg))
+
+    def runs(self) -> list[Run]:
+        """Every run (at most :data:`MAX_RUNS`, counted before any is built)."""
+        self.check_size()
+        return list(self.iter_runs())
 
     def _section(self, path: str) -> str:
         if path in self.grid:
@@ -288,7 +331,8 @@ def _test_runner(key: str):
     return runner
 
 
-def _run_task(root: str, cfg_dict: dict, base_dir, retry_before, wait: bool, threads: int):
+def _run_task(root: str, cfg_dict: dict, base_dir, retry_before, wait: bool, threads: int,
+              sweep_name: str | None = None):  # fmt: skip
     """Compute one run into the store (in a worker process); returns a small summary."""
     import numba
 
@@ -299,7 +343,7 @@ def _run_task(root: str, cfg_dict: dict, base_dir, retry_before, wait: bool, thr
     store = Store(root, create=False)
     record, outcome = store.compute(
         cfg, retry_failed=retry_before if retry_before is not None else False, wait=wait,
-        runner=_test_runner(key),
+        runner=_test_runner(key), sweep=sweep_name,
     )  # fmt: skip
     out = {"key": key, "outcome": outcome, "status": None, "reason": None, "message": None,
            "numba_threads": numba.get_num_threads(), "pid": os.getpid()}  # fmt: skip
@@ -372,7 +416,8 @@ def run_sweep(sweep: Sweep, store, *, scheduler: str = "local", workers: int | N
     dry_run : bool
         Only plan: the result's ``planned`` lists what would run.
     progress : bool
-        A tqdm bar with done/total, ETA and failures.
+        Runs done of the total, ETA and failures: a line redrawn on a terminal, else a
+        line every 30 s (:mod:`flowsim._progress`).
     """
     if scheduler not in SCHEDULERS and "://" not in scheduler:
         raise ValueError(
@@ -395,7 +440,7 @@ def run_sweep(sweep: Sweep, store, *, scheduler: str = "local", workers: int | N
     result = SweepResult(total=len(runs), stored=0, duplicates=duplicates)
     todo = []
     for run in runs:
-        record = store.record(run.key)
+        record = store.sound_record(run.key)  # a result failing its check is recomputed
         if record is None or (retry_failed and record["status"] == "failed"):
             todo.append(run)
             continue
@@ -414,14 +459,12 @@ def run_sweep(sweep: Sweep, store, *, scheduler: str = "local", workers: int | N
     base_dir = str(sweep.base_dir) if sweep.base_dir is not None else None
 
     def args(run: Run, wait: bool) -> tuple:
-        return (str(store.root), run.config.to_dict(), base_dir, retry_before, wait, threads)
+        return (str(store.root), run.config.to_dict(), base_dir, retry_before, wait, threads,
+                sweep.name)  # fmt: skip
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=result.total, initial=result.stored, desc=sweep.name or "sweep",
-               unit="run", disable=not progress, dynamic_ncols=True,
-               file=sys.stderr)  # fmt: skip
-    bar.set_postfix(failed=result.failed)
+    bar = Progress(sweep.name or "sweep", total=result.total, initial=result.stored, unit="runs",
+                   eta=True, enabled=bool(progress))  # fmt: skip
+    bar.update(status=f"{result.failed} failed")
 
     def finished(run: Run, out: dict | None, error: str | None = None) -> Run | None:
         """Account for one finished task; returns a run to resubmit (waiting), if any."""
@@ -431,7 +474,7 @@ def run_sweep(sweep: Sweep, store, *, scheduler: str = "local", workers: int | N
             out = {**out, "outcome": "computed", "status": "failed", "reason": "interrupted",
                    "message": "interrupted (not stored)"}  # fmt: skip
         elif out is None:  # the worker died: store the failure here
-            record = _record_failure(store, run, error)
+            record = _record_failure(store, run, error, sweep.name)
             out = {"outcome": "computed", "status": "failed",
                    "reason": record["reason"] if record else "worker_died",
                    "message": record["message"] if record else error}  # fmt: skip
@@ -444,8 +487,7 @@ def run_sweep(sweep: Sweep, store, *, scheduler: str = "local", workers: int | N
         else:
             result.failed += 1
             result.failures.append((run.key, out["reason"], out["message"]))
-        bar.update(1)
-        bar.set_postfix(failed=result.failed)
+        bar.update(1, f"{result.failed} failed")
         return None
 
     env = _thread_env(threads)
@@ -462,17 +504,52 @@ def run_sweep(sweep: Sweep, store, *, scheduler: str = "local", workers: int | N
     return result
 
 
-def _record_failure(store: Store, run: Run, message: str) -> dict | None:
+def _record_failure(store: Store, run: Run, message: str, sweep_name=None) -> dict | None:
     """Store a failure the worker could not store itself (it died); None if impossible."""
     try:
         with store.lock(run.key):
-            record = store.record(run.key)
+            record = store.sound_record(run.key)
             if record is not None and record["status"] == "ok":
                 return record
-            return store.put(run.config, error=RuntimeError(message),
-                             replace=record is not None)  # fmt: skip
+            return store.put(run.config, error=RuntimeError(message), sweep=sweep_name,
+                             replace=store.path(run.key).exists())  # fmt: skip
     except OSError:
         return None
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Pool worker initializer: end this worker when the driver ``parent`` dies, even by
+    SIGKILL (which runs no cleanup in the driver).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)``, so the kernel signals the worker when
+    its parent goes.  Elsewhere (or if prctl fails): a daemon thread that polls
+    ``os.getppid()`` every second and exits when the worker has been re-parented.
+    Results are written atomically, so a worker ended this way loses only its run.
+    """
+    import signal
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the driver died before the prctl
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="flowsim-exit-with-parent", daemon=True).start()
 
 
 def _run_local(todo, args, finished, workers, env, result) -> None:
@@ -486,7 +563,10 @@ def _run_local(todo, args, finished, workers, env, result) -> None:
     context = multiprocessing.get_context("spawn")
     with _environ(env):  # processes spawned in here inherit it
         while queue:
-            pool = ProcessPoolExecutor(max_workers=min(workers, len(queue)), mp_context=context)
+            pool = ProcessPoolExecutor(
+                max_workers=min(workers, len(queue)), mp_context=context,
+                initializer=_exit_with_parent, initargs=(os.getpid(),),
+            )  # fmt: skip
             futures = {pool.submit(_run_task, *args(run, w)): run for run, w in queue}
             queue = []
             broken = False
@@ -509,10 +589,52 @@ def _run_local(todo, args, finished, workers, env, result) -> None:
                         again = finished(run, out)
                         if again is not None:
                             futures[pool.submit(_run_task, *args(again, True))] = again
+            except BaseException:  # KeyboardInterrupt: end the workers, drop their runs
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    process.terminate()
+                broken = True
+                raise
             finally:
                 pool.shutdown(wait=not broken, cancel_futures=True)
             if broken:
                 result.worker_deaths += 1
+
+
+def _check_scheduler(address: str, timeout: float) -> None:
+    """RuntimeError unless a Dask scheduler at ``address`` answers an ``identity`` request
+    within ``timeout`` seconds.
+
+    ``Client(address)`` waits for ever on a server that accepts and stays silent, and
+    tries to allocate exabytes for one that talks another protocol (an HTTP server).
+    The request runs on its own thread and event loop (the caller may have one).
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect
+
+    async def identity():
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    def ask():
+        return asyncio.run(asyncio.wait_for(identity(), timeout))
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            reply = pool.submit(ask).result()
+        ok = isinstance(reply, dict) and reply.get("type") == "Scheduler"
+        detail = f"it answered {str(reply)[:80]!r}"
+    except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, a foreign protocol
+        ok, detail = False, " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    if not ok:
+        raise RuntimeError(
+            f"scheduler: no Dask scheduler answered at {address} within {timeout:g} s ({detail})"
+        )
 
 
 def _run_dask(todo, args, finished, scheduler, workers, env, threads, result) -> None:
@@ -530,7 +652,8 @@ def _run_dask(todo, args, finished, scheduler, workers, env, threads, result) ->
             ))  # fmt: skip
             client = stack.enter_context(Client(cluster))
         else:
-            client = stack.enter_context(Client(scheduler))
+            _check_scheduler(scheduler, CONNECT_TIMEOUT)
+            client = stack.enter_context(Client(scheduler, timeout=CONNECT_TIMEOUT))
         attempts: dict[str, int] = {}
 
         def submit(run: Run, wait_: bool):

@@ -595,3 +595,199 @@ def test_cli_run_bad_config(tmp_path, capsys, text, expected):
 def test_cli_run_missing_config(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nope.toml")]) == 2
     assert "nope.toml" in capsys.readouterr().err
+
+
+# -- bounded resources ---------------------------------------------------------------------
+
+
+def _file_config(tmp_path, path) -> Path:
+    config = tmp_path / "file.toml"
+    text = TINY_TOML.replace('kind = "sin1d"\nparams = { n = 8 }',
+                             f'kind = "file"\nparams = {{ path = "{path}" }}')  # fmt: skip
+    config.write_text(text)
+    return config
+
+
+@pytest.mark.parametrize("kind", ["dev_zero", "fifo", "directory"])
+def test_data_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind):
+    """/dev/zero was hashed forever (and a FIFO blocks on open): a real `flowsim run`
+    process ends within the timeout with a one-line message naming the field."""
+    path = {"dev_zero": Path("/dev/zero"), "fifo": tmp_path / "pipe",
+            "directory": tmp_path}[kind]  # fmt: skip
+    if kind == "fifo":
+        os.mkfifo(path)
+    config = _file_config(tmp_path, path)
+    out = subprocess.run([sys.executable, "-m", "flowsim.cli", "run", str(config), "--out",
+                          str(tmp_path / "out")], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 2
+    assert "data.params.path" in out.stderr and "is not a regular file" in out.stderr
+    assert str(path) in out.stderr and "Traceback" not in out.stderr
+    with pytest.raises(ConfigError, match="not a regular file"):
+        RunConfig.from_toml(config).key()
+
+
+def test_data_file_larger_than_the_limit_is_refused(tmp_path, monkeypatch):
+    X = np.zeros((200, 2))
+    np.savez(tmp_path / "big.npz", X=X, y=np.zeros(200))
+    size = (tmp_path / "big.npz").stat().st_size
+    assert size > 4000
+    monkeypatch.setenv("FLOWSIM_MAX_MEMORY", "4000")
+    cfg = RunConfig.from_toml(_file_config(tmp_path, tmp_path / "big.npz"))
+    with pytest.raises(ConfigError, match=r"big.npz' is .* KiB; reading it would need") as exc:
+        cfg.key()
+    assert exc.value.path == "data.params.path" and "3.91 KiB" in str(exc.value)
+    monkeypatch.setenv("FLOWSIM_MAX_MEMORY", "1M")
+    assert len(cfg.key()) == 64
+
+
+def test_compressed_data_file_is_bounded_by_its_declared_shape(tmp_path, monkeypatch):
+    """A few KiB of zlib that declare 16 MB of float64: refused from the header, before
+    NumPy inflates it."""
+    n = 2_000_000
+    np.savez_compressed(tmp_path / "bomb.npz", X=np.zeros((n, 1)), y=np.zeros(n))
+    assert (tmp_path / "bomb.npz").stat().st_size < 200_000
+    monkeypatch.setenv("FLOWSIM_MAX_MEMORY", "20M")
+    estimate = 2 * 8 * (n + n) / 2**20  # X and y as float64, twice
+    with pytest.raises(
+        ValueError, match=rf"^path: .*bomb.npz'.* need an estimated {estimate:.3g} MiB"
+    ):
+        make_data("file", path=str(tmp_path / "bomb.npz"))
+
+
+def test_memory_limit_default_and_override(monkeypatch):
+    from flowsim._memory import memory_limit
+
+    monkeypatch.delenv("FLOWSIM_MAX_MEMORY", raising=False)
+    with open("/proc/meminfo") as fh:
+        total_kib = int(next(line for line in fh if line.startswith("MemTotal:")).split()[1])
+    assert memory_limit() == pytest.approx(total_kib * 1024 / 2, rel=1e-3)
+    for text, expected in [("16G", 16 * 2**30), ("1.5M", 1.5 * 2**20), ("123", 123),
+                           ("2GiB", 2 * 2**30)]:  # fmt: skip
+        monkeypatch.setenv("FLOWSIM_MAX_MEMORY", text)
+        assert memory_limit() == expected
+    monkeypatch.setenv("FLOWSIM_MAX_MEMORY", "lots")
+    with pytest.raises(ValueError, match="FLOWSIM_MAX_MEMORY: must be a number of bytes"):
+        memory_limit()
+
+
+GIB = 2**30
+TIB = 2**40
+
+
+@pytest.mark.parametrize(
+    "path, new, field, expected",
+    [
+        # width m = 1e12 on sin1d (D = 2): P = 3e12, parameters 8 * 40 * P bytes
+        (
+            "model.width",
+            1e12,
+            "model.width",
+            f"width = {10**12}: the run would need an estimated {8 * 40 * 3e12 / TIB:.3g} TiB",
+        ),
+        # n = 1e10 samples (D = 2): data 8 n (2 D + 2) bytes
+        (
+            "data.params.n",
+            1e10,
+            "data.params.n",
+            f"n = {10**10}: the run would need an estimated {8 * 1e10 * 6 / GIB:.3g} GiB",
+        ),
+        # n_save = 1e8, saving all states of P = 12: 8 (k (2 + 4) + 2 k P) bytes + the rest
+        (
+            "solver.n_save",
+            1e8,
+            "solver.n_save",
+            f"n_save = {10**8}: the run would need an estimated {8 * 1e8 * (6 + 24) / GIB:.3g} GiB",
+        ),
+    ],
+    ids=["width", "n", "n_save"],
+)
+def test_sizes_are_checked_before_allocating(monkeypatch, path, new, field, expected):
+    """These died in NumPy (or allocated 10 GB): now a ConfigError naming the field, its
+    value, the estimate (recomputed here from the documented formula) and the limit."""
+    monkeypatch.setenv("FLOWSIM_MAX_MEMORY", "8G")
+    d = _with(TINY, path, new)
+    with pytest.raises(ConfigError) as exc:
+        RunConfig.from_dict(d)
+    assert exc.value.path == field
+    assert expected in str(exc.value) and "above the memory limit 8 GiB" in str(exc.value)
+    monkeypatch.setenv("FLOWSIM_MAX_MEMORY", "100000T")  # the same config within a larger limit
+    RunConfig.from_dict(d)
+
+
+def test_three_layer_widths_are_checked(monkeypatch):
+    monkeypatch.setenv("FLOWSIM_MAX_MEMORY", "1G")
+    d = _with(THREE, "model.widths", [100_000, 100_000])  # P > 1e10
+    with pytest.raises(ConfigError, match=r"widths = \[100000, 100000\]") as exc:
+        RunConfig.from_dict(d)
+    assert exc.value.path == "model.widths"
+
+
+def test_file_data_size_is_checked_at_build(tmp_path, monkeypatch):
+    np.savez(tmp_path / "d.npz", X=np.zeros((1000, 3)), y=np.zeros(1000))
+    cfg = RunConfig.from_toml(_file_config(tmp_path, tmp_path / "d.npz"))
+    monkeypatch.setenv("FLOWSIM_MAX_MEMORY", "150K")  # the file fits, the run does not
+    with pytest.raises(ConfigError, match=r"n = 1000, width = 4: the run would") as exc:
+        build(cfg)
+    assert exc.value.path == "data.params.path, model.width"
+
+
+def test_make_data_and_simulate_check_sizes_too(monkeypatch):
+    monkeypatch.setenv("FLOWSIM_MAX_MEMORY", "1G")
+    with pytest.raises(ValueError, match=r"^n: n = 100000000, d = 3: the data set would"):
+        make_data("gaussian", n=10**8, d=3)
+    net = fs.TwoLayer("tanh", 4, 1)
+    theta0 = net.init(0, scale=1e-2)
+    X, y = make_data("sin1d", n=8)
+    with pytest.raises(ValueError, match=r"^n_save: 100000000 save points with save_state"):
+        fs.simulate(net, theta0, X, y, t_end=1.0, n_save=10**8, save_state="final")
+    with pytest.raises(ValueError, match=r"^save: 20000000 save points"):
+        fs.simulate(net, theta0, X, y, t_end=1.0, save=np.linspace(0, 1, 2 * 10**7))
+
+
+def test_cli_run_refuses_an_unwritable_out_before_simulating(tmp_path, capsys, monkeypatch):
+    """--out under a regular file (root ignores permission bits, not this): refused at
+    once, not after the simulation."""
+    import flowsim.config
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("simulated before checking --out")
+
+    monkeypatch.setattr(flowsim.config, "run_config", must_not_run)
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_TOML)
+    blocker = tmp_path / "somefile"
+    blocker.write_text("not a directory")
+    assert main(["run", str(config), "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"flowsim run: --out {blocker / 'sub'}: cannot write there (")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert blocker.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_cli_run_disk_full_while_saving(tmp_path, capsys, monkeypatch, existing):
+    """ENOSPC in the middle of writing the .npz: a message, exit 1, no partial or
+    temporary file, and an older result (with --force) left whole."""
+    import errno
+
+    import flowsim.integrate.trajectory as trajectory
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_TOML)
+    out = tmp_path / "out"
+    if existing:
+        assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()} if existing else {}
+
+    def savez_then_full(fh, **arrays):
+        fh.write(b"PK\x03\x04 half an archive")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(trajectory.np, "savez", savez_then_full)
+    args = ["run", str(config), "--out", str(out), "--quiet"] + (["--force"] if existing else [])
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err == (f"flowsim run: cannot save {out / 'tiny'}.npz and .json (No space left on "
+                   "device); nothing was written, the result is lost\n")  # fmt: skip
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

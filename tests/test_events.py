@@ -184,3 +184,43 @@ def test_no_event_recorded_after_terminal_stop(small_init_case):
     t_stop = traj.event("stop").t
     for record in traj.events:
         assert record.t <= t_stop, (record.name, record.t, t_stop)
+
+
+def test_terminal_event_true_at_start_fires_at_t0_and_stops(small_init_case):
+    """The largest neuron norm is above the threshold already: the run ends at t = 0 with
+    the event recorded on the initial state (the loops see only upward crossings, so
+    before, the event never fired and the run went on to t_end)."""
+    net, theta0, X, y = small_init_case
+    start = _max_neuron_norm(net, theta0)
+    loss0 = naive.flat_loss(net, theta0, X, y)
+    for method in ("dopri5", "rodas", "auto"):
+        traj = fs.simulate(net, theta0, X, y, t_end=100.0, method=method, progress=False,
+                           events=[fs.escape(norm=0.5 * start)])  # fmt: skip
+        assert traj.status == "event", method
+        assert "held at the start" in traj.message
+        record = traj.event("escape")
+        assert record.t == 0.0 and traj.t_stop == 0.0
+        np.testing.assert_allclose(record.theta, theta0, rtol=1e-15, atol=0)
+        np.testing.assert_allclose(traj.theta_final, theta0, rtol=1e-15, atol=0)
+        assert record.loss == pytest.approx(loss0, rel=1e-13)
+        np.testing.assert_array_equal(traj.t, [0.0])
+        assert traj.loss[0] == pytest.approx(loss0, rel=1e-13)
+        assert traj.max_neuron_norm[0] == pytest.approx(start, rel=1e-13)
+        assert traj.nfev == 0
+
+
+def test_non_terminal_event_true_at_start_fires_once_at_t0(small_init_case):
+    """A loss already above a loss_above threshold fires at t = 0 and the run goes on;
+    a terminal event that crosses later still stops it where SciPy says."""
+    net, theta0, X, y = small_init_case
+    loss0 = naive.flat_loss(net, theta0, X, y)
+    events = [fs.loss_above(0.5 * loss0, terminal=False), fs.escape(norm=DELTA)]
+    traj = fs.simulate(net, theta0, X, y, t_end=200.0, events=events, progress=False)
+    above = traj.event("loss_above")
+    assert above.t == 0.0 and above.loss == pytest.approx(loss0, rel=1e-13)
+    np.testing.assert_allclose(above.theta, theta0, rtol=1e-15, atol=0)
+    assert [e.name for e in traj.events].count("loss_above") == 1
+    assert traj.status == "event" and traj.t_stop > 0
+    t_ref, _, _ = _scipy_event(net, theta0, X, y,
+                               lambda t, th: _max_neuron_norm(net, th) - DELTA, 200.0)  # fmt: skip
+    assert traj.event("escape").t == pytest.approx(t_ref, rel=1e-7)

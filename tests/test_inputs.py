@@ -310,3 +310,61 @@ def test_bad_scale_keys():
 def test_bad_adam_parameters(adam):
     with pytest.raises(ValueError, match="adam"):
         run(method="adam", dt=0.01, adam=adam)
+
+
+# ------------------------------------------------------------------ argument types
+
+
+@pytest.mark.parametrize("name", ["theta", "X", "y"])
+def test_complex_input_is_refused_not_cut_to_its_real_part(name):
+    value = {"theta": THETA0, "X": X0, "y": Y0}[name].astype(complex)
+    value[0] += 1e-3j
+    label = {"theta": "theta0"}.get(name, name)
+    with pytest.raises(TypeError, match=rf"^{label} must be real"):
+        run(**{name: value})
+
+
+def test_events_none_means_no_events():
+    with_none = run(events=None)
+    assert with_none.events == () and with_none.status == "done"
+    np.testing.assert_array_equal(with_none.theta_final, run(events=()).theta_final)
+
+
+def test_a_single_event_is_a_list_of_one():
+    event = fs.escape(norm=1e-3)
+    single, listed = run(events=event), run(events=[event])
+    assert single.status == listed.status == "event"
+    np.testing.assert_array_equal(single.theta_final, listed.theta_final)
+
+
+@pytest.mark.parametrize("events", [3, "escape"])
+def test_events_not_a_list(events):
+    with pytest.raises(ValueError, match="events must be a list of Event objects"):
+        run(events=events)
+
+
+@pytest.mark.parametrize("method", [["gd"], ("dopri5",), {"gd": 1}, None, 3])
+def test_method_not_a_name(method):
+    with pytest.raises(ValueError, match=r"^method must be one of \['adam', 'auto'"):
+        run(method=method)
+
+
+@pytest.mark.parametrize("seed", ["3", 3.0, -1, True, None, [1, 2]])
+def test_init_seed_must_be_a_non_negative_integer(seed):
+    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0"):
+        NET.init(seed, scale=1e-3)
+    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0"):
+        fs.ThreeLayer("tanh", (2, 2), 1).init(seed, scale=1e-3)
+
+
+@pytest.mark.parametrize("call", ["loss", "output", "gradient", "pack"])
+def test_model_methods_refuse_complex_input(call):
+    X = X0.astype(complex)
+    X[0, 0] += 1e-3j
+    with pytest.raises(TypeError, match="must be real"):
+        if call == "pack":
+            NET.pack(**{k: v.astype(complex) * 1j for k, v in NET.unpack(THETA0).items()})
+        elif call == "output":
+            NET.output(THETA0, X)
+        else:
+            getattr(NET, call)(THETA0, X, Y0)

@@ -1,11 +1,13 @@
 """Concurrent processes compiling into one Numba cache (flowsim._numba_cache)."""
 
+import os
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 
+import pytest
 from numba.core import caching
 
 import flowsim  # noqa: F401 - installs the lock
@@ -111,3 +113,49 @@ def test_concurrent_compiles_of_different_signatures_all_land_in_the_index(tmp_p
     )  # fmt: skip
     hits, misses = map(int, out.stdout.split())
     assert (hits, misses) == (len(DTYPES), 0)
+
+
+KERNEL_RUN = textwrap.dedent(
+    """
+    import warnings
+    import numpy as np
+    from flowsim import _codegen
+
+    source = "@jit\\ndef triple_sum(x):\\n    return 3.0 * np.sum(x)\\n"
+    module = _codegen.build_module("cachetest", [source], parallel=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = module.triple_sum(np.arange(5.0))
+    stats = module.triple_sum.stats
+    print(value, len(stats.cache_hits), sum(stats.cache_misses.values()), len(caught))
+    for w in caught:
+        print(w.message)
+    """
+)
+
+
+def _kernel_run(cache_dir):
+    env = {**os.environ, "FLOWSIM_CACHE_DIR": str(cache_dir)}
+    out = subprocess.run([sys.executable, "-c", KERNEL_RUN], capture_output=True, text=True,
+                         timeout=300, env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    first, *warned = out.stdout.splitlines()
+    value, hits, misses, n_warnings = first.split()
+    return float(value), int(hits), int(misses), int(n_warnings), warned
+
+
+@pytest.mark.parametrize(("suffix", "keep"), [(".nbc", 0.5), (".nbi", 0.0)])
+def test_truncated_cache_file_is_recompiled_not_a_crash(tmp_path, suffix, keep):
+    """A cache file cut short (disk full, killed writer) is a miss with a warning naming it;
+    the kernel compiles again, gives the right value, and the next process loads the
+    repaired cache (in a private FLOWSIM_CACHE_DIR, not the shared one)."""
+    assert _kernel_run(tmp_path) == (30.0, 0, 1, 0, [])  # cold: compiled and saved
+    assert _kernel_run(tmp_path) == (30.0, 1, 0, 0, [])  # warm: loaded
+    files = sorted((tmp_path / "kernels").rglob(f"*triple_sum*{suffix}"))
+    assert len(files) == 1
+    data = files[0].read_bytes()
+    files[0].write_bytes(data[: int(keep * len(data))])
+    value, hits, misses, n_warnings, warned = _kernel_run(tmp_path)
+    assert (value, hits, misses, n_warnings) == (30.0, 0, 1, 1)
+    assert "unreadable Numba cache file" in warned[0] and files[0].name in warned[0]
+    assert _kernel_run(tmp_path) == (30.0, 1, 0, 0, [])  # the recompile repaired the cache

@@ -4,7 +4,9 @@ LocalCluster (bitwise equal to the local pool) and workers that die mid-run."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import itertools
 import json
 import os
 import signal
@@ -280,3 +282,179 @@ def test_worker_dying_mid_run_does_not_stop_the_sweep(scheduler, tmp_path, monke
     assert starts[victim] == 2  # started by the worker that died, then again
     assert store.record(victim)["pid"] != dead_pid
     assert json.loads((store.root / "manifest.json").read_text())["results"][0]["status"] == "ok"
+
+
+# -- bounded expansion, interrupts, orphans, foreign schedulers ------------------------
+
+HUGE_GRID = {"init.scale": 1e-3, "solver.t_end": 1.0, "solver.rtol": 1e-6}
+"""Three fields of 1000 values each: a 1000^3 grid."""
+
+
+@pytest.mark.parametrize(
+    "extra, count, sections",
+    [
+        ({"seeds": 1_000_000_000}, 10**9, "seeds"),
+        ({"grid": {k: [v] * 1000 for k, v in HUGE_GRID.items()}}, 10**9, "grid"),
+        ({"seeds": 1000, "zip": {"init.scale": [1e-3] * 101}}, 101_000, "zip, seeds"),
+    ],
+    ids=["seeds", "grid", "zip_seeds"],
+)
+def test_huge_sweeps_are_counted_not_built(extra, count, sections):
+    """`seeds = 1e9` or a 1000^3 grid ran out of memory even with --dry-run: the count is
+    a product of lengths, and a sweep over MAX_RUNS is refused before a run is built."""
+    import tracemalloc
+
+    from flowsim.sweep import MAX_RUNS
+
+    tracemalloc.start()
+    started = time.monotonic()
+    sweep = Sweep.from_dict({"base": BASE, **extra})
+    assert len(sweep) == count > MAX_RUNS
+    with pytest.raises(SweepError) as exc:
+        sweep.runs()
+    with pytest.raises(SweepError):
+        sweep.points()
+    first = list(itertools.islice(sweep.iter_runs(), 3))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert exc.value.path == sections
+    assert f"{count} runs (" in str(exc.value) and f"maximum {MAX_RUNS}" in str(exc.value)
+    assert [r.index for r in first] == [0, 1, 2]
+    assert peak < 20 * 2**20 and time.monotonic() - started < 30
+
+
+def test_huge_sweep_dry_run_prints_the_count_and_the_first_runs(tmp_path, capsys):
+    path = tmp_path / "huge.toml"
+    path.write_text(TOML.format(t_end=10.0).replace("seeds = 2", "seeds = 1000000000"))
+    assert main(["sweep", str(path), "--store", str(tmp_path / "s"), "--dry-run"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("killable: 6000000000 runs, more than the maximum")
+    assert len(out) == 11
+    assert out[1].split()[0] == "0" and "init.seed=0" in out[1]
+    assert "init.seed=9" in out[10]
+    assert main(["sweep", str(path), "--store", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "grid, seeds: 6000000000 runs (2 model.width x 3 init.scale x 1000000000 seeds)" in err
+    assert not (tmp_path / "s").exists() or not Store(tmp_path / "s").keys()
+
+
+def _descendants(pid: int) -> list:
+    import psutil
+
+    return psutil.Process(pid).children(recursive=True)
+
+
+def test_sigint_stops_the_sweep_with_a_message_and_the_rerun_resumes(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(TOML.format(t_end=1e3))
+    store = Store(tmp_path / "s")
+    total = len(Sweep.from_toml(path))
+    proc = subprocess.Popen(_sweep_cmd(path, store.root), env=_env(), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(store.keys()) < 2:
+            assert proc.poll() is None, "the sweep finished before it could be interrupted"
+            assert time.monotonic() < deadline, "no results after 120 s"
+            time.sleep(0.01)
+        workers = _descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGINT)  # the driver only, as `kill -INT` does
+        out, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    stored = {k: (store.path(k) / "result.json").stat() for k in store.keys()}
+    assert err.startswith(f"flowsim sweep: interrupted; {len(stored)} of {total} runs are in")
+    assert 2 <= len(stored) < total
+    import psutil
+
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, "workers outlived the interrupted driver"
+    rerun = subprocess.run(_sweep_cmd(path, store.root), env=_env(), capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    starts = _check_store(store, total)
+    for key, stat in stored.items():
+        now = (store.path(key) / "result.json").stat()
+        assert (now.st_ino, now.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+        assert starts[key] == 1, f"{key} was recomputed"
+
+
+def test_workers_exit_when_the_driver_is_killed_with_sigkill(tmp_path):
+    """Before, the local pool's workers outlived a SIGKILLed driver for good (they were
+    re-parented and went on); now prctl(PR_SET_PDEATHSIG) ends them."""
+    import psutil
+
+    path = tmp_path / "sweep.toml"
+    path.write_text(TOML.format(t_end=1e5))  # long runs: workers are busy when it dies
+    store = Store(tmp_path / "s")
+    proc = subprocess.Popen(_sweep_cmd(path, store.root), env=_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        workers = []
+        while len(workers) < 2 or not list((store.root / "tmp").iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline
+            workers = [p for p in _descendants(proc.pid)
+                       if "spawn_main" in " ".join(p.cmdline())]  # fmt: skip
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        _, alive = psutil.wait_procs(workers, timeout=5)
+        assert not alive, f"workers {[p.pid for p in alive]} outlived the killed driver"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@needs_dask
+@pytest.mark.parametrize("server", ["talks_http", "silent", "nothing"])
+def test_address_that_is_not_a_dask_scheduler(tmp_path, capsys, monkeypatch, server):
+    """A plain TCP server (one answering HTTP made Dask try to allocate 3 EiB) or a
+    closed port: a one-line message within the connect timeout, no traceback."""
+    import socket
+    import threading
+
+    from flowsim import sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "CONNECT_TIMEOUT", 3.0)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    if server == "nothing":
+        listener.close()
+    else:
+        listener.listen(8)
+
+        def serve():
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = listener.accept()
+                    if server == "talks_http":
+                        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nhello\n")
+
+        threading.Thread(target=serve, daemon=True).start()
+    path = tmp_path / "sweep.toml"
+    path.write_text(TOML.format(t_end=10.0))
+    started = time.monotonic()
+    try:
+        code = main(["sweep", str(path), "--store", str(tmp_path / "s"), "--quiet",
+                     "--scheduler", f"tcp://127.0.0.1:{port}"])  # fmt: skip
+    finally:
+        listener.close()
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"no Dask scheduler answered at tcp://127.0.0.1:{port} within 3 s" in err
+
+
+@needs_dask
+def test_a_real_scheduler_passes_the_check():
+    from distributed import LocalCluster
+
+    from flowsim.sweep import _check_scheduler
+
+    with LocalCluster(n_workers=0, dashboard_address=None) as cluster:
+        _check_scheduler(cluster.scheduler_address, 10.0)

@@ -11,7 +11,9 @@ the event and crosses zero upwards at it:
 
 The crossing inside an accepted step is found by the Illinois variant of
 regula falsi on the step's dense output, to a relative time tolerance of a
-few ulp (or ``MAX_ITER`` iterations).
+few ulp (or ``MAX_ITER`` iterations).  An event with ``g >= 0`` already at the
+start has no crossing: :func:`flowsim.simulate` fires it at t = 0 before the
+loop starts (each event fires once).
 """
 
 import numpy as np  # noqa: F401 - used in the generated module

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from flowsim._memory import over_limit
+from flowsim._progress import Progress
 from flowsim.integrate.tableaus import TABLEAUS
 from flowsim.integrate.trajectory import EventRecord, Trajectory, package_versions
-from flowsim.models._base import check_data, no_switching
+from flowsim.models._base import Model, check_data, no_switching, real_array
 
 # Method table: name -> (family, tableau name or discrete rule, adaptive)
 METHODS: dict[str, tuple[str, str | int, bool]] = {
@@ -107,7 +111,7 @@ def default_save_times(t_end: float, n_save: int) -> np.ndarray:
 
 
 def _check_options(method, t_end, rtol, atol, n_save, dt, max_steps, max_wall):
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
     family, rule, adaptive = METHODS[method]
     if family == "rk" and rule not in TABLEAUS:
@@ -140,6 +144,47 @@ def _check_options(method, t_end, rtol, atol, n_save, dt, max_steps, max_wall):
     return family, rule, adaptive, t_end
 
 
+def _fire_at_start(kernels, y_bar, Xa, y, c, dims, ev_kind, ev_thr, ev_terminal, ev_g, ev_t,
+                   ev_states, ev_loss) -> int:  # fmt: skip
+    """Fire, at t = 0, the events whose condition already holds there (``g >= 0``).
+
+    The compiled loops fire an event where its ``g`` crosses zero upwards; one
+    that starts at or above zero has no crossing and would never fire.  It is
+    recorded here at t = 0 with the initial state and loss instead (and, like
+    every event, fires once).  Returns the index of the first terminal one,
+    which ends the run at t = 0, or -1.
+    """
+    if ev_kind.size == 0:
+        return -1
+    loss0 = float(kernels.loss(y_bar, Xa, y, c, dims))
+    kernels.event_values(ev_kind, ev_thr, y_bar, loss0, dims, ev_g)
+    stop = -1
+    for q in np.flatnonzero(ev_g >= 0.0):
+        ev_t[q] = 0.0
+        ev_states[q] = y_bar
+        ev_loss[q] = loss0
+        if ev_terminal[q] and stop < 0:
+            stop = int(q)
+    return stop
+
+
+def _check_events(events) -> tuple:
+    """``events`` as a tuple of Event; None means none, a single Event is a list of one."""
+    if events is None:
+        return ()
+    if isinstance(events, Event):
+        return (events,)
+    if isinstance(events, str) or not hasattr(events, "__iter__"):
+        raise ValueError(
+            f"events must be a list of Event objects (see flowsim.escape) or None, got {events!r}"
+        )
+    events = tuple(events)
+    for event in events:
+        if not isinstance(event, Event):
+            raise ValueError(f"events must be Event objects (see flowsim.escape), got {event!r}")
+    return events
+
+
 def _check_scales(scales) -> dict:
     try:
         return {str(k): float(v) for k, v in dict(scales).items()}
@@ -157,6 +202,21 @@ def _check_adam(adam) -> tuple[float, float, float]:
             f"adam = (beta1, beta2, eps) needs 0 <= beta1, beta2 < 1 and eps >= 0, got {adam!r}"
         )
     return b1, b2, eps
+
+
+def _check_output_memory(k, save_state, P, n_layers, name):
+    """ValueError, before anything is allocated, when ``k`` save points need more than
+    the memory limit: ``8 (k (L + 4) + 2 R P)`` bytes, ``R`` the saved states (the
+    "saved output" of :func:`flowsim.config.run_memory`)."""
+    if save_state == "final":
+        rows = 1
+    elif isinstance(save_state, (int, np.integer)) and not isinstance(save_state, bool):
+        rows = -(-k // max(int(save_state), 1))
+    else:
+        rows = k
+    reason = over_limit(8 * (k * (n_layers + 4) + 2 * rows * P), "the saved output would")
+    if reason is not None:
+        raise ValueError(f"{name}: {k} save points with save_state = {save_state!r}: {reason}")
 
 
 def _save_plan(save, n_save, t_end, save_state):
@@ -195,28 +255,34 @@ def _save_plan(save, n_save, t_end, save_state):
 
 
 def simulate(
-    net,
-    theta0,
-    X,
-    y,
+    net: Model,
+    theta0: ArrayLike,
+    X: ArrayLike,
+    y: ArrayLike,
     *,
-    t_end,
-    method="auto",
-    rtol=1e-8,
-    atol=1e-12,
-    save=None,
-    n_save=200,
-    save_state="all",
-    events=(),
-    dt=None,
-    scales=None,
-    max_steps=10**8,
-    max_wall=None,
-    progress=None,
-    adam=(0.9, 0.999, 1e-8),
-    switching="auto",
+    t_end: float,
+    method: str = "auto",
+    rtol: float = 1e-8,
+    atol: float = 1e-12,
+    save: ArrayLike | None = None,
+    n_save: int = 200,
+    save_state: str | int = "all",
+    events: Iterable[Event] | None = (),
+    dt: float | None = None,
+    scales: dict[str, float] | None = None,
+    max_steps: int = 10**8,
+    max_wall: float | None = None,
+    progress: bool | None = None,
+    adam: tuple[float, float, float] = (0.9, 0.999, 1e-8),
+    switching: str | bool = "auto",
 ) -> Trajectory:
     """Integrate the gradient flow of ``net`` on data ``(X, y)`` from ``theta0``.
+
+    The flow is ``dtheta/dt = -grad R`` with ``R = 1/(2n) sum_i (f(x_i) - y_i)^2``
+    (note the 1/2).  PyTorch's ``nn.MSELoss()`` is ``2 R``: gradient descent on it
+    at learning rate ``lr`` is ``gd`` here with ``dt = 2 lr``, and ``steps`` of it
+    reach ``t = 2 lr steps``, not ``lr steps``; :func:`flowsim.torch_time` and
+    :func:`flowsim.torch_steps` convert.
 
     Parameters
     ----------
@@ -246,14 +312,21 @@ def simulate(
     save_state : "all", "final" or int
         Keep the full state at every save point, only at the last, or every
         ``k``-th; observables (loss, norms) are kept at every save point.
-    events : sequence of Event
-        See :func:`escape`, :func:`loss_below`, :func:`loss_above`.
+    events : Event, sequence of Event, or None
+        See :func:`escape`, :func:`loss_below`, :func:`loss_above`.  An event
+        whose condition already holds at t = 0 (a norm above its threshold, a
+        loss below a ``loss_below`` threshold) fires at t = 0 with the initial
+        state; a terminal one ends the run there (status ``"event"``).
     scales : dict, optional
         Per-layer normalization scales; default: the RMS of each layer of theta0.
     max_steps, max_wall : int, float
         Stop with status ``"max_steps"`` / ``"max_wall"`` (seconds).
     progress : bool, optional
-        Progress bar; default: shown when the run takes longer than 2 s.
+        Show the simulated time, the steps and the method running (no ETA: the
+        cost of the time ahead is not known): on a terminal a line redrawn in
+        place, elsewhere (a log, a pipe) a line every 30 s
+        (:data:`flowsim._progress.LOG_INTERVAL`).  Default: shown once the run
+        has taken 2 s; False: nothing.
     switching : "auto" or bool
         Treat the kinks of a piecewise-linear activation (ReLU, leaky ReLU) on
         a two-layer net as switching surfaces: steps end on them, pre-activations
@@ -269,13 +342,13 @@ def simulate(
         method, t_end, rtol, atol, n_save, dt, max_steps, max_wall
     )
     X, y = check_data(X, y, net.input_dim)
-    theta0 = net.check_theta(theta0)
+    theta0 = net.check_theta(real_array("theta0", theta0))
     if not np.all(np.isfinite(theta0)):
         raise ValueError("theta0 contains NaN or infinite values")
-    events = tuple(events)
-    for event in events:
-        if not isinstance(event, Event):
-            raise ValueError(f"events must be Event objects (see flowsim.escape), got {event!r}")
+    events = _check_events(events)
+    n_points = int(n_save) if save is None else int(np.size(save))
+    _check_output_memory(n_points, save_state, net.n_params, len(net.layers),
+                         "n_save" if save is None else "save")  # fmt: skip
     save_t, state_rows = _save_plan(save, n_save, t_end, save_state)
 
     scales = net.default_scales(theta0) if scales is None else _check_scales(scales)
@@ -316,6 +389,8 @@ def simulate(
     ev_t = np.full(len(events), np.nan)
     ev_states = np.zeros((len(events), P))
     ev_loss = np.full(len(events), np.nan)
+    start_stop = _fire_at_start(kernels, y_bar, Xa, y, c, dims, ev_kind, ev_thr, ev_terminal,
+                                ev_g, ev_t, ev_states, ev_loss)  # fmt: skip
 
     if switching == "auto":
         switching = family in ("rk", "auto") and net.has_kinks
@@ -398,7 +473,16 @@ def simulate(
                 chunk,
             )  # fmt: skip
 
-    status = _drive(run_chunk, ist, fst, family, t_end, T, max_steps, max_wall, progress, started)
+    if start_stop >= 0:  # a terminal event held at t = 0: the run ends where it starts
+        loss0 = float(ev_loss[start_stop])
+        while ist[3] < save_t.size and save_t[ist[3]] <= 0.0:
+            kernels._record(y_bar, 0.0, loss0, dims, 0, out_t, out_loss, out_norms, out_maxnorm,
+                            out_states, state_rows, ist)  # fmt: skip
+        ist[4], ist[6] = 2, start_stop  # S_EVENT, I_EVENT
+        status = "event"
+    else:
+        status = _drive(run_chunk, ist, fst, family, t_end, T, max_steps, max_wall, progress,
+                        started, method_log)  # fmt: skip
 
     saved = int(ist[3])
     continuous = family != "discrete"
@@ -416,7 +500,8 @@ def simulate(
     t_now = fst[0] * (T if continuous else 1.0)
     messages = {
         "done": f"reached t_end = {t_end:g}",
-        "event": f"terminal event at t = {t_now:.6g}",
+        "event": f"terminal event at t = {t_now:.6g}"
+        + (" (it held at the start)" if start_stop >= 0 else ""),
         "nonfinite": f"non-finite state or gradient after t = {t_now:.6g}; "
         "kept the last finite state",
         "step_too_small": f"step size underflow at t = {t_now:.6g}",
@@ -599,11 +684,23 @@ def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux
     return run_chunk
 
 
-def _drive(run_chunk, ist, fst, family, t_end, T, max_steps, max_wall, progress, started):
-    """Call the compiled loop chunk by chunk until it stops; returns the status name."""
+def _drive(run_chunk, ist, fst, family, t_end, T, max_steps, max_wall, progress, started,
+           method_log):  # fmt: skip
+    """Call the compiled loop chunk by chunk until it stops; returns the status name.
+
+    Progress (:class:`flowsim._progress.Progress`) shows the simulated time, the
+    steps and the method running (``method_log[-1]``); no ETA, since the cost
+    of the time still ahead is not known.
+    """
     bar = None
     chunk = 64
     status = None
+    steps = "iterations" if family == "discrete" else "steps"
+
+    def where() -> str:
+        t_now = fst[0] * (T if family != "discrete" else 1.0)
+        return f"t = {t_now:.4g} of {t_end:.4g}, {int(ist[0]):,} {steps}, {method_log[-1][1]}"
+
     try:
         while True:
             remaining = max_steps - int(ist[0])
@@ -622,18 +719,13 @@ def _drive(run_chunk, ist, fst, family, t_end, T, max_steps, max_wall, progress,
                 status = "max_wall"
                 break
             if bar is None and (progress or (progress is None and now - started > 2.0)):
-                from tqdm.auto import tqdm
-
-                fmt = "{desc}: {percentage:3.0f}% (log t) |{bar}| {elapsed}<{remaining}"
-                bar = tqdm(total=100, desc="simulate", leave=False, bar_format=fmt)
+                bar = Progress("simulate", leave=False, start=started)
             if bar is not None:
-                t_now = fst[0] * (T if family != "discrete" else 1.0)
-                frac = math.log1p(t_now / (t_end * 1e-6)) / math.log1p(1e6)
-                bar.n = round(100 * min(frac, 1.0), 1)
-                bar.refresh()
+                bar.update(status=where())
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
         if bar is not None:
+            bar.status = where()
             bar.close()
     return status

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import sympy as sp
+from numpy.typing import ArrayLike
 
 from flowsim import _codegen
 from flowsim._jit import PARALLEL_MIN_WORK
@@ -12,10 +14,19 @@ from flowsim.activations import Activation, activation
 from flowsim.integrate import bdf, control, dense, discrete, events, explicit, rosenbrock, stiff
 
 
+def real_array(name: str, value) -> np.ndarray:
+    """``value`` as a float64 array; a TypeError for complex input, which a float64 cast
+    would cut to its real part silently."""
+    if np.iscomplexobj(value):
+        raise TypeError(f"{name} must be real, got a complex array; pass its .real if meant")
+    return np.asarray(value, dtype=np.float64)
+
+
 def check_data(X, y, input_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Contiguous float64 copies of ``X`` (n, d) and ``y`` (n,), or a ValueError."""
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    """Contiguous float64 copies of ``X`` (n, d) and ``y`` (n,), or a ValueError
+    (a TypeError for complex arrays)."""
+    X = real_array("X", X)
+    y = real_array("y", y)
     if X.ndim == 1 and input_dim == 1:
         X = X[:, None]
     if X.ndim != 2 or X.shape[1] != input_dim:
@@ -65,7 +76,8 @@ class Model:
     layers: tuple[tuple[str, tuple[int, ...]], ...]
     _template = None
 
-    def __init__(self, activation_spec, input_dim: int, *, bias: bool, alpha: float):
+    def __init__(self, activation_spec: str | sp.Expr | Activation, input_dim: int, *,
+                 bias: bool, alpha: float) -> None:  # fmt: skip
         self.activation: Activation = activation(activation_spec)
         self.input_dim = check_positive_int("input_dim", input_dim)
         if not isinstance(bias, (bool, np.bool_)):
@@ -91,13 +103,13 @@ class Model:
             start += size
         return out
 
-    def check_theta(self, theta) -> np.ndarray:
-        theta = np.ascontiguousarray(theta, dtype=np.float64)
+    def check_theta(self, theta: ArrayLike) -> np.ndarray:
+        theta = np.ascontiguousarray(real_array("theta", theta))
         if theta.shape != (self.n_params,):
             raise ValueError(f"theta must have shape ({self.n_params},), got {theta.shape}")
         return theta
 
-    def unpack(self, theta) -> dict[str, np.ndarray]:
+    def unpack(self, theta: ArrayLike) -> dict[str, np.ndarray]:
         """Named views into ``theta`` (no copies)."""
         theta = np.asarray(theta)
         if theta.shape[-1:] != (self.n_params,):
@@ -108,22 +120,22 @@ class Model:
             for (name, shape), sl in zip(self.layers, self.layer_slices().values(), strict=True)
         }
 
-    def pack(self, **arrays) -> np.ndarray:
+    def pack(self, **arrays: ArrayLike) -> np.ndarray:
         """Inverse of :meth:`unpack`: one flat vector from named arrays."""
         missing = set(self.layer_names) - set(arrays)
         if missing:
             raise ValueError(f"missing layers: {sorted(missing)}")
         parts = []
         for name, shape in self.layers:
-            array = np.asarray(arrays[name], dtype=np.float64)
+            array = real_array(name, arrays[name])
             if array.shape != shape:
                 raise ValueError(f"layer {name!r} must have shape {shape}, got {array.shape}")
             parts.append(array.ravel())
         return np.concatenate(parts)
 
-    def augment(self, X) -> np.ndarray:
+    def augment(self, X: ArrayLike) -> np.ndarray:
         """Inputs with the bias coordinate appended: ``x~ = (x, 1)``, shape (n, D)."""
-        X = np.asarray(X, dtype=np.float64)
+        X = real_array("X", X)
         if X.ndim == 1 and self.input_dim == 1:
             X = X[:, None]
         if self.bias:
@@ -166,7 +178,7 @@ class Model:
     def dims(self) -> np.ndarray:
         raise NotImplementedError
 
-    def flow_constants(self, scales) -> tuple[np.ndarray, float]:
+    def flow_constants(self, scales: dict[str, float]) -> tuple[np.ndarray, float]:
         """Kernel constants and time scale ``T`` for per-layer ``scales``."""
         raise NotImplementedError
 
@@ -180,7 +192,7 @@ class Model:
             out[sl] = scales[name]
         return out
 
-    def default_scales(self, theta0) -> dict[str, float]:
+    def default_scales(self, theta0: ArrayLike) -> dict[str, float]:
         """Per-layer RMS of ``theta0``: the normalization that makes it O(1).
 
         A layer that is identically zero gets scale 1.
@@ -202,19 +214,19 @@ class Model:
         c, _ = self.flow_constants(self.unit_scales())
         return theta, self.augment(X), y, c
 
-    def output(self, theta, X) -> np.ndarray:
+    def output(self, theta: ArrayLike, X: ArrayLike) -> np.ndarray:
         """Network output ``f(x_i)``, shape (n,)."""
         theta, Xa, _, c = self._prepare(theta, X)
         out = np.empty(Xa.shape[0])
         self.kernels.predict(theta, Xa, c, self.dims(), out)
         return out
 
-    def loss(self, theta, X, y) -> float:
+    def loss(self, theta: ArrayLike, X: ArrayLike, y: ArrayLike) -> float:
         """``R(theta) = 1/(2n) sum_i (f(x_i) - y_i)^2``."""
         theta, Xa, y, c = self._prepare(theta, X, y)
         return float(self.kernels.loss(theta, Xa, y, c, self.dims()))
 
-    def gradient(self, theta, X, y) -> np.ndarray:
+    def gradient(self, theta: ArrayLike, X: ArrayLike, y: ArrayLike) -> np.ndarray:
         """``grad R(theta)``, same shape as theta."""
         theta, Xa, y, c = self._prepare(theta, X, y)
         out = np.empty_like(theta)

@@ -29,5 +29,7 @@ def resolve_stds(names, scale, betas) -> dict[str, float]:
 
 def draw_init(seed, layers, stds) -> dict[str, np.ndarray]:
     """Draw each layer N(0, std^2) from ``numpy.random.default_rng(seed)``, in layer order."""
-    rng = np.random.default_rng(seed)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0 (numpy.random.default_rng), got {seed!r}")
+    rng = np.random.default_rng(int(seed))
     return {name: stds[name] * rng.standard_normal(shape) for name, shape in layers}

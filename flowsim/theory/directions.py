@@ -1,7 +1,7 @@
 """Condensed orientations: the extrema of G on the unit sphere ([ZZJLZX22]).
 
 At small initialization every neuron of a two-layer net follows the
-leading-order flow of THEORY.md section 3,
+leading-order flow of docs/theory.md §4,
 
     G(w) = (1/n) sum_i y_i (w . x~_i)^p,
     da/dt = (c_p/alpha) G(w),    dw/dt = (c_p/alpha) a grad G(w),
@@ -222,8 +222,8 @@ def _problem(net, X, y) -> _Problem:
     kinked = _is_kinked(act)
     if getattr(net, "kind", "two_layer") == "three_layer" and (p != 1 or kinked):
         raise ValueError(
-            "three-layer nets: only smooth activations with p = 1 are covered (THEORY.md "
-            f"section 4, [CL24]); got {act.name!r} with p = {p}"
+            "three-layer nets: only smooth activations with p = 1 are covered (docs/theory.md "
+            f"§8, [CL24]); got {act.name!r} with p = {p}"
         )
     centred = act.sigma0 != 0
     y_eff = y - y.mean() if centred else y.copy()
@@ -238,7 +238,7 @@ def stable_directions(net, X, y, *, method="auto", n_starts=64, seed=0) -> Direc
 
     Finds the local extrema of ``G(w) = (1/n) sum_i y_i (w . x~_i)^p`` on the
     unit sphere (``x~ = net.augment(X)``; ``y - mean(y)`` when ``sigma(0) != 0``,
-    THEORY.md section 3) and keeps those that collect neurons: maxima with
+    docs/theory.md §6) and keeps those that collect neurons: maxima with
     ``G > 0`` (``sign = +1``: selected by ``c_p a > 0``) and minima with
     ``G < 0`` (``sign = -1``).  Every extremum is kept in ``all_extrema``.
 

@@ -709,9 +709,9 @@ rtol 1e-3 6.9e-5, 1.9e-5 (2e-3: 1.0e-4, 2.7e-3, no faster; 5e-3: 6.4e-4).  diffr
 2.3e-9, 3.7e-9 -- the same auto 5e-9.  diffrax to 1e3 6.2e-11, 4.2e-11 -- dop853 1e-8
 2.6e-10, 7.6e-12 on the AVX-512 machine (5e-9 9.2e-12, 7.6e-12 there), on the AVX2 one
 1e-8 6.7e-12, 7.5e-12; 2e-8 2.8e-11, 7.3e-12; 5e-8 2.0e-9, 6.5e-12 (auto: 5e-9 2.1e-11,
-5.9e-11; 2e-9 1.3e-11, 2.3e-11, 0.15 s against dop853's 0.11 s).  The reference itself is good to ~3e-10 at
-1e5 (Radau at the same tolerance agrees to 2.7e-10 in theta, 3.9e-10 in the loss),
-6e-12 at 1e3."""
+5.9e-11; 2e-9 1.3e-11, 2.3e-11, 0.15 s against dop853's 0.11 s).  The reference itself
+is good to ~3e-10 at 1e5 (Radau at the same tolerance agrees to 2.7e-10 in theta, 3.9e-10
+in the loss), 6e-12 at 1e3."""
 
 
 def _equal_name(competitor: str) -> str:

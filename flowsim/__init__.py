@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from flowsim import measure, theory
 from flowsim.activations import Activation, activation
 from flowsim.config import RunConfig, run_config
+from flowsim.conventions import torch_steps, torch_time
 from flowsim.data import make_data
 from flowsim.integrate.simulate import (
     METHODS,
@@ -39,4 +40,6 @@ __all__ = [
     "run_config",
     "simulate",
     "theory",
+    "torch_steps",
+    "torch_time",
 ]

@@ -1,6 +1,7 @@
 """Tests of flowsim.measure: similarity, feature map, RD and S_w, effective rank, Wasserstein."""
 
 import dataclasses
+import itertools
 
 import matplotlib
 import numpy as np
@@ -105,6 +106,38 @@ def test_block_order_groups_orientations(rng):
     assert np.array_equal(order, fm.block_order(W))  # deterministic
 
 
+@pytest.mark.parametrize("method", ["cluster", "eigenvector"])
+def test_block_order_recovers_planted_blocks(rng, method):
+    """Four random orientations, blocks of unequal size and scale, shuffled: each block
+    comes back contiguous."""
+    centers = rng.standard_normal((4, 5))
+    sizes = [5, 9, 3, 7]
+    labels = np.repeat(np.arange(4), sizes)
+    W = centers[labels] * rng.uniform(0.5, 3.0, (labels.size, 1))
+    W += 1e-3 * rng.standard_normal(W.shape)
+    perm = rng.permutation(labels.size)
+    W, labels = W[perm], labels[perm]
+    order = fm.block_order(W, method)
+    assert sorted(order.tolist()) == list(range(labels.size))
+    assert np.count_nonzero(np.diff(labels[order])) == 3
+    C = fm.cosine_similarity(W)[np.ix_(order, order)]
+    edges = [0, *(np.flatnonzero(np.diff(labels[order])) + 1), labels.size]
+    for lo, hi in itertools.pairwise(edges):
+        assert C[lo:hi, lo:hi].min() > 0.99  # a block of +1 on the diagonal
+
+
+def test_eigenvector_order_follows_the_leading_eigenvector(rng):
+    W, _ = blocks(rng, [[1, 0.2, 0], [-1, 0.3, 0.1], [0.2, 1, 1]], 6)
+    W = W[rng.permutation(W.shape[0])]
+    values, vectors = np.linalg.eigh(naive_cosine(W))
+    v = vectors[:, np.argmax(values)]
+    order = fm.block_order(W, "eigenvector")
+    projections = v[order] * np.sign(v[np.argmax(np.abs(v))])
+    assert np.all(np.diff(projections) <= 1e-12)  # sorted, largest entry first
+    with pytest.raises(ValueError, match=r"method: must be one of \['cluster', 'eigenvector'\]"):
+        fm.block_order(W, "spectral")
+
+
 def test_block_order_puts_zero_rows_last(rng):
     W = rng.standard_normal((8, 3))
     W[[0, 5]] = 0.0
@@ -126,6 +159,14 @@ def test_plot_similarity(rng):
     _, given_ax = plt.subplots()
     assert fm.plot_similarity(W, ax=given_ax, order=False) is given_ax
     np.testing.assert_allclose(given_ax.get_images()[0].get_array(), fm.cosine_similarity(W))
+    _, eig_ax = plt.subplots()
+    fm.plot_similarity(W, ax=eig_ax, order="eigenvector", colorbar=False)
+    perm = fm.block_order(W, "eigenvector")
+    np.testing.assert_allclose(eig_ax.get_images()[0].get_array(),
+                               fm.cosine_similarity(W)[np.ix_(perm, perm)])  # fmt: skip
+    assert eig_ax.get_xlabel() == "neuron index (eigenvector order)"
+    with pytest.raises(ValueError, match="order: must be True, False or one of"):
+        fm.plot_similarity(W, order="dendrogram")
 
 
 # --- feature map ------------------------------------------------------------------------

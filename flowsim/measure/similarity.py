@@ -18,6 +18,9 @@ import numpy as np
 
 from flowsim.measure._checks import as_matrix, directions
 
+ORDERS = ("cluster", "eigenvector")
+"""Orderings of the neurons that :func:`block_order` and :func:`plot_similarity` know."""
+
 
 def cosine_similarity(W) -> np.ndarray:
     """Cosine similarity between every pair of rows of ``W``.
@@ -49,20 +52,32 @@ def cosine_similarity(W) -> np.ndarray:
     return np.clip(U @ U.T, -1.0, 1.0)
 
 
-def block_order(W) -> np.ndarray:
+def block_order(W, method: str = "cluster") -> np.ndarray:
     """An ordering of the rows of ``W`` that puts neurons of one orientation together.
 
-    The rows with a direction are ordered as the leaves of an average-linkage
-    dendrogram (:func:`scipy.cluster.hierarchy.linkage`) on the angle between
-    them, ``arccos(C[j, k])``; so ``u`` and ``-u`` fall in different blocks, and
-    the cosine-similarity matrix reordered by the result shows blocks of +1
-    and -1. Rows of near-zero norm come last, in their original order. The
-    result is deterministic for a given ``W``.
+    ``method="cluster"`` (default): the rows with a direction are ordered as the
+    leaves of an average-linkage dendrogram
+    (:func:`scipy.cluster.hierarchy.linkage`) on the angle between them,
+    ``arccos(C[j, k])``; so ``u`` and ``-u`` fall in different blocks, and the
+    cosine-similarity matrix reordered by the result shows blocks of +1 and -1.
+
+    ``method="eigenvector"``: the rows are sorted by their entry of the leading
+    eigenvector of ``C``, as the heatmaps of [ZZJLZX22] are.  Since
+    ``C = U U^T`` for the unit rows ``U``, that entry is the projection of each
+    direction on the top principal axis of ``U``: rows of one orientation share
+    it, ``u`` and ``-u`` have opposite ones.  Orientations with equal
+    projections (e.g. orthogonal to that axis) interleave, and a degenerate top
+    eigenvalue makes the axis arbitrary; ``"cluster"`` has neither weakness.
+
+    Rows of near-zero norm come last, in their original order.  The result is
+    deterministic for a given ``W``.
 
     Parameters
     ----------
     W : array_like, shape (m, D)
         One row per neuron.
+    method : {"cluster", "eigenvector"}
+        See above.
 
     Returns
     -------
@@ -74,11 +89,19 @@ def block_order(W) -> np.ndarray:
     ----------
     .. [ZZJLZX22] Zhou et al., NeurIPS 2022, arXiv:2105.11686.
     """
+    if method not in ORDERS:
+        raise ValueError(f"method: must be one of {list(ORDERS)}, got {method!r}")
     U, has_direction = directions(as_matrix(W))
     active = np.flatnonzero(has_direction)
     rest = np.flatnonzero(~has_direction)
     if active.size <= 2:
         return np.concatenate([active, rest]).astype(np.intp)
+    if method == "eigenvector":
+        # leading eigenvector of C = U U^T: U e_1, e_1 the top right singular vector of U
+        _, _, vt = np.linalg.svd(U[active], full_matrices=False)
+        v = U[active] @ vt[0]
+        v = v if v[np.argmax(np.abs(v))] > 0 else -v  # a fixed sign: deterministic
+        return np.concatenate([active[np.argsort(-v, kind="stable")], rest]).astype(np.intp)
     angles = _pairwise_angles(U[active])
     from scipy.cluster import hierarchy  # lazy: 0.5 s of import flowsim
 
@@ -95,7 +118,8 @@ def _pairwise_angles(U: np.ndarray) -> np.ndarray:
     return 2.0 * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
 
 
-def plot_similarity(W, ax=None, order: bool = True, *, cmap: str = "RdBu_r", colorbar=True):
+def plot_similarity(W, ax=None, order: bool | str = True, *, cmap: str = "RdBu_r",
+                    colorbar: bool = True):  # fmt: skip
     """Draw the cosine-similarity heatmap of the rows of ``W``, as in [ZZJLZX22].
 
     Parameters
@@ -104,9 +128,11 @@ def plot_similarity(W, ax=None, order: bool = True, *, cmap: str = "RdBu_r", col
         One row per neuron (e.g. the input weights with the bias column).
     ax : matplotlib.axes.Axes, optional
         Where to draw; a new figure is made if omitted.
-    order : bool, default True
-        Reorder the neurons by :func:`block_order` so that the blocks show.
-        With False, neurons keep their index order.
+    order : bool or {"cluster", "eigenvector"}, default True
+        Reorder the neurons by :func:`block_order` so that the blocks show:
+        ``"cluster"`` (or True) by a dendrogram of their angles,
+        ``"eigenvector"`` by the leading eigenvector of the similarity matrix, as
+        [ZZJLZX22] do.  With False, neurons keep their index order.
     cmap : str, default "RdBu_r"
         Diverging colormap; the colour scale is fixed to [-1, 1].
     colorbar : bool, default True
@@ -120,9 +146,13 @@ def plot_similarity(W, ax=None, order: bool = True, *, cmap: str = "RdBu_r", col
     ----------
     .. [ZZJLZX22] Zhou et al., NeurIPS 2022, arXiv:2105.11686.
     """
+    if order is True:
+        order = "cluster"
+    if order is not False and order not in ORDERS:
+        raise ValueError(f"order: must be True, False or one of {list(ORDERS)}, got {order!r}")
     C = cosine_similarity(W)
     if order:
-        perm = block_order(W)
+        perm = block_order(W, order)
         C = C[np.ix_(perm, perm)]
     if ax is None:
         import matplotlib.pyplot as plt
@@ -138,7 +168,7 @@ def plot_similarity(W, ax=None, order: bool = True, *, cmap: str = "RdBu_r", col
         origin="upper",
         extent=(-0.5, m - 0.5, m - 0.5, -0.5),
     )
-    label = "neuron index (block order)" if order else "neuron index"
+    label = f"neuron index ({order} order)" if order else "neuron index"
     ax.set_xlabel(label)
     ax.set_ylabel(label)
     if colorbar:

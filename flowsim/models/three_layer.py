@@ -8,9 +8,13 @@ References
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import sympy as sp
 
 from flowsim import _codegen
+from flowsim.activations import Activation
 from flowsim.models import _smooth_switching, _three_layer_kernels
 from flowsim.models._base import Model, check_positive_int
 from flowsim.models._init import draw_init, resolve_stds
@@ -47,7 +51,8 @@ class ThreeLayer(Model):
         body = _codegen.template_body(self._template)
         return body + "\n\n" + _codegen.template_body(_smooth_switching)
 
-    def __init__(self, activation, widths, input_dim, *, bias=True, alpha=1.0):
+    def __init__(self, activation: str | sp.Expr | Activation, widths: Sequence[int],
+                 input_dim: int, *, bias: bool = True, alpha: float = 1.0) -> None:  # fmt: skip
         super().__init__(activation, input_dim, bias=bias, alpha=alpha)
         try:
             m1, m2 = widths
@@ -68,7 +73,7 @@ class ThreeLayer(Model):
         m1, m2 = self.widths
         return np.array([m1, m2, self.D, int(self.bias)], dtype=np.int64)
 
-    def flow_constants(self, scales) -> tuple[np.ndarray, float]:
+    def flow_constants(self, scales: dict[str, float]) -> tuple[np.ndarray, float]:
         ba, bW, bV, alpha = float(scales["a"]), float(scales["W"]), float(scales["V"]), self.alpha
         T = ba * bW
         c = [
@@ -81,7 +86,8 @@ class ThreeLayer(Model):
         ]
         return np.array(c, dtype=np.float64), T
 
-    def init(self, seed, *, scale=None, beta1=None, beta2=None, antisymmetric=False):
+    def init(self, seed: int, *, scale: float | None = None, beta1: float | None = None,
+             beta2: float | None = None, antisymmetric: bool = False) -> np.ndarray:  # fmt: skip
         """Random initial parameters: every layer N(0, scale^2), or the output
         layer N(0, beta1^2) and both hidden layers N(0, beta2^2).
 

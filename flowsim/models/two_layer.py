@@ -9,8 +9,10 @@ References
 from __future__ import annotations
 
 import numpy as np
+import sympy as sp
 
 from flowsim import _codegen
+from flowsim.activations import Activation
 from flowsim.models import _smooth_switching, _two_layer_kernels
 from flowsim.models._base import Model, check_positive_int
 from flowsim.models._init import draw_init, resolve_stds
@@ -49,7 +51,8 @@ class TwoLayer(Model):
     neuron_layer = "W"
     _template = _two_layer_kernels
 
-    def __init__(self, activation, width, input_dim, *, bias=True, alpha=1.0):
+    def __init__(self, activation: str | sp.Expr | Activation, width: int, input_dim: int, *,
+                 bias: bool = True, alpha: float = 1.0) -> None:  # fmt: skip
         super().__init__(activation, input_dim, bias=bias, alpha=alpha)
         self.width = check_positive_int("width", width)
         self.layers = (("a", (self.width,)), ("W", (self.width, self.D)))
@@ -77,7 +80,7 @@ class TwoLayer(Model):
     def dims(self) -> np.ndarray:
         return np.array([self.width, self.D], dtype=np.int64)
 
-    def flow_constants(self, scales) -> tuple[np.ndarray, float]:
+    def flow_constants(self, scales: dict[str, float]) -> tuple[np.ndarray, float]:
         """``c = [c_f, c_z, c_a, c_w]`` and ``T = beta1 beta2`` (see the module template)."""
         beta1, beta2, alpha = float(scales["a"]), float(scales["W"]), self.alpha
         k = self.activation.homogeneous
@@ -94,14 +97,14 @@ class TwoLayer(Model):
 
     def init(
         self,
-        seed,
+        seed: int,
         *,
-        scale=None,
-        beta1=None,
-        beta2=None,
-        gamma=None,
-        gamma_prime=None,
-        antisymmetric=False,
+        scale: float | None = None,
+        beta1: float | None = None,
+        beta2: float | None = None,
+        gamma: float | None = None,
+        gamma_prime: float | None = None,
+        antisymmetric: bool = False,
     ) -> np.ndarray:
         """Random initial parameters.
 

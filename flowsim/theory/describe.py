@@ -27,11 +27,26 @@ def describe(spec) -> dict:
     ``G`` / ``G_latex``, ``conserved`` / ``conserved_latex``,
     ``max_orientations`` (2p; None for homogeneous activations, whose
     orientations are set by the data's activation regions), ``escape_law``,
-    ``escape_exponent`` (0 for the log law, p - 1 otherwise) and ``notes``.
+    ``escape_exponent`` (0 for the log law, p - 1 otherwise), ``conditions``
+    (for ``multiplicity``, ``leading_order_ode``, ``conserved``,
+    ``max_orientations`` and ``escape_law``: when the number or formula holds)
+    and ``notes`` (the regime of every leading-order statement, and caveats:
+    for p >= 3 the 2p bound holds only for an augmented input dimension D <= 2).
     """
     act = activation(spec)
     p = act.multiplicity
-    notes = []
+    notes = [
+        "every formula below the leading coefficient is leading order in the initialization "
+        "scale eps -> 0 (small initialization) and describes training before the escape "
+        "[ZZJLZX22]"
+    ]
+    conditions = {
+        "multiplicity": "exactly: sigma(x) - sigma(0) = c_p x^p + O(x^(p+1)) at x = 0",
+        "leading_order_ode": "at small initialization, until the escape: the Taylor term of "
+        "sigma dominates and the output is small against y (residual f - y ~ -y)",
+        "conserved": "exactly along the leading-order flow; along the full flow approximately, "
+        "while the neurons are small",
+    }
     if act.homogeneous is not None:
         cp = act.expr.subs(x, 1)
         G = r"(1/n) sum_i y_i sigma(w . x_i)"
@@ -41,6 +56,14 @@ def describe(spec) -> dict:
             rf"{p}a_k^2-|w_k|^2" if p != 1 else r"a_k^2-|w_k|^2"
         ) + r"\ \text{(full flow)}"
         max_orientations = None
+        conditions.update(
+            multiplicity=f"exactly: sigma is positively homogeneous of degree {act.homogeneous}",
+            leading_order_ode="until the escape, while the output is small against y "
+            "(residual f - y ~ -y); G is built from sigma itself, no Taylor term",
+            conserved="exactly along the full flow (positive homogeneity) [DHL18]",
+            max_orientations="for any data: the orientations are extrema of a piecewise-smooth "
+            "G set by the data's activation regions, not by the multiplicity",
+        )
         notes.append(
             f"positively homogeneous of degree {act.homogeneous}: no Taylor expansion; the "
             "leading-order form holds exactly with G built from sigma itself, and the "
@@ -56,6 +79,27 @@ def describe(spec) -> dict:
             rf"{p}a_k^2-|w_k|^2" if p != 1 else r"a_k^2-|w_k|^2"
         ) + r"\ \text{(leading order)}"
         max_orientations = 2 * p
+        if p == 1:
+            conditions["max_orientations"] = (
+                "for any input dimension: neurons align with +-v, v = (1/n) sum_i y_i x~_i (v != 0)"
+            )
+        elif p == 2:
+            conditions["max_orientations"] = (
+                "for any input dimension: +- the top and bottom eigenvectors of "
+                "(1/n) sum_i y_i x~_i x~_i^T"
+            )
+        else:
+            conditions["max_orientations"] = (
+                "only if the augmented input dimension D <= 2 (d = 1 with a bias, d = 2 "
+                f"without); not for D > 2 at p = {p} (see the notes)"
+            )
+            notes.append(
+                f"the bound 2p = {2 * p} on the orientations fails for D > 2 at p >= 3: a "
+                "degree-p form on a higher-dimensional sphere can have more extrema (XOR data "
+                "x in {+-1}^2 with a bias, y = x_1 x_2, p = 3: G(w) = 6 w_1 w_2 w_3 has 8 "
+                "extrema (+-1, +-1, +-1)/sqrt(3), all collecting neurons); "
+                "flowsim.theory.max_orientations(act, D=net.D) gives the bound for a net"
+            )
     if act.sigma0 != 0:
         notes.append(
             f"sigma(0) = {sp.nsimplify(act.expr.subs(x, 0))} != 0: a fast output mode relaxes "
@@ -75,6 +119,11 @@ def describe(spec) -> dict:
         law, exponent = "T_esc ~ (1/lambda) log(1/eps), lambda = |c_1| |v| / alpha", 0
     else:
         law, exponent = f"T_esc ~ eps^-{p - 1} (finite-time blow-up of the leading order)", p - 1
+    conditions["escape_law"] = (
+        "as eps -> 0 (eps: initialization scale) with the initial directions fixed; the "
+        "prefactor depends on the data and the initial directions"
+        + ("; needs v != 0" if p == 1 and act.homogeneous is None else "")
+    )
     return {
         "name": act.name,
         "expr": sp.sstr(act.expr),
@@ -93,24 +142,44 @@ def describe(spec) -> dict:
         "max_orientations": max_orientations,
         "escape_law": law,
         "escape_exponent": exponent,
+        "conditions": conditions,
         "notes": notes,
     }
 
 
 def format_text(info: dict) -> str:
-    """Human-readable summary for the terminal."""
+    """Human-readable summary for the terminal: each number with the conditions it holds under."""
+    import textwrap
+
+    conditions = info["conditions"]
+    indent = " " * 18
+
+    def entry(label: str, value: str, key: str | None = None) -> list[str]:
+        lines = [f"{label:<17} {value}"]
+        if key is not None:
+            lines += textwrap.wrap(f"holds {conditions[key]}", 100, initial_indent=indent,
+                                   subsequent_indent=indent)  # fmt: skip
+        return lines
+
+    orientations = info["max_orientations"]
     lines = [
-        f"activation        {info['name']}",
-        f"expression        sigma(x) = {info['expr']}",
-        f"sigma(0)          {info['sigma0']:g}",
-        f"multiplicity p    {info['multiplicity']}",
-        f"leading coeff c_p {info['leading_coefficient_exact']} ({info['leading_coefficient']:g})",
-        f"G(w)              {info['G']}",
-        f"leading order     {info['leading_order_ode']}",
-        f"conserved         {info['conserved']}",
-        "max orientations  "
-        + (str(info["max_orientations"]) if info["max_orientations"] else "not bounded by 2p"),
-        f"escape time       {info['escape_law']}",
+        *entry("activation", info["name"]),
+        *entry("expression", f"sigma(x) = {info['expr']}"),
+        *entry("sigma(0)", f"{info['sigma0']:g}"),
+        *entry("multiplicity p", str(info["multiplicity"]), "multiplicity"),
+        *entry(
+            "leading coeff c_p",
+            f"{info['leading_coefficient_exact']} ({info['leading_coefficient']:g})",
+        ),
+        *entry("G(w)", info["G"]),
+        *entry("leading order", info["leading_order_ode"], "leading_order_ode"),
+        *entry("conserved", info["conserved"], "conserved"),
+        *entry(
+            "max orientations",
+            str(orientations) if orientations else "not bounded by 2p",
+            "max_orientations",
+        ),
+        *entry("escape time", info["escape_law"], "escape_law"),
         "",
         "LaTeX",
         f"  {info['G_latex']}",
@@ -118,5 +187,5 @@ def format_text(info: dict) -> str:
         f"  {info['conserved_latex']}",
     ]
     for note in info["notes"]:
-        lines += ["", f"note: {note}"]
+        lines += [""] + textwrap.wrap(f"note: {note}", 100, subsequent_indent="      ")
     return "\n".join(lines)

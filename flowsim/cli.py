@@ -521,6 +521,11 @@ def main(argv=None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:
+        # commands that save (run, sweep) say what they kept; anywhere else nothing was
+        # written yet: a line, the conventional status, no traceback
+        print(f"flowsim {args.command}: interrupted", file=sys.stderr)
+        return 130
     return status
 
 

@@ -458,3 +458,14 @@ def test_a_real_scheduler_passes_the_check():
 
     with LocalCluster(n_workers=0, dashboard_address=None) as cluster:
         _check_scheduler(cluster.scheduler_address, 10.0)
+
+
+def test_interrupt_before_any_run_is_a_message_not_a_traceback(tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the sweep file is still being read and expanded (before run_sweep)."""
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Sweep, "from_toml", staticmethod(interrupted))
+    assert main(["sweep", str(tmp_path / "any.toml"), "--store", str(tmp_path / "s")]) == 130
+    assert capsys.readouterr().err.strip() == "flowsim sweep: interrupted"

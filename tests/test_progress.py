@@ -153,3 +153,20 @@ def test_sweep_progress_counts_runs_with_an_eta(tmp_path, monkeypatch, capsys):
     assert done == [0, 1, 2, 3, 4, 4]
     assert all("ETA" in s for s in lines[1:4]) and "ETA" not in lines[0] + lines[-1]
     assert lines[-1].startswith("tiny: 4/4 runs, 0 failed, elapsed")
+
+
+def test_nothing_needs_tqdm(tmp_path):
+    """tqdm is not a dependency: the validate, sweep and simulate paths run without it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['tqdm'] = sys.modules['tqdm.auto'] = None\n"
+        "import flowsim, flowsim.sweep, flowsim.cli\n"
+        "from flowsim.validation._runner import run\n"
+        f"print(run([], 'quick', {str(tmp_path)!r}, progress=True))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "([], {})"

@@ -332,21 +332,22 @@ def run(names, size: str, out_dir: Path, *, cache_dir=None, refresh=False, progr
     :func:`sweep_records` (``store``, ``scheduler``, ``workers``) for the checks whose runs at
     ``size`` are sweep files (``SWEEPS``).
     """
-    from tqdm.auto import tqdm
+    from flowsim._progress import Progress
 
     out_dir = Path(out_dir)
     records, timings = [], {}
-    bar = tqdm(names, desc="validate", unit="check", disable=not progress)
-    for name in bar:
-        bar.set_postfix_str(name)
-        module = load_check(name)
-        tic = time.perf_counter()
-        data, provenance = simulation_data(module, size, cache_dir or default_cache_dir(),
-                                           refresh=refresh, sweep=sweep)  # fmt: skip
-        figure = module.draw(data, out_dir / "figures" / name)
-        checked = module.evaluate(data, size, str(Path(figure).relative_to(out_dir)))
-        records.extend(replace(r, provenance=provenance) for r in checked)
-        timings[name] = time.perf_counter() - tic
+    with Progress("validate", total=len(names), unit="checks", enabled=progress) as bar:
+        for name in names:
+            bar.update(status=name)
+            module = load_check(name)
+            tic = time.perf_counter()
+            data, provenance = simulation_data(module, size, cache_dir or default_cache_dir(),
+                                               refresh=refresh, sweep=sweep)  # fmt: skip
+            figure = module.draw(data, out_dir / "figures" / name)
+            checked = module.evaluate(data, size, str(Path(figure).relative_to(out_dir)))
+            records.extend(replace(r, provenance=provenance) for r in checked)
+            timings[name] = time.perf_counter() - tic
+            bar.update(1, status="")
     return records, timings
 
 

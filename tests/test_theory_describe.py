@@ -79,3 +79,11 @@ def test_orientation_condition_agrees_with_max_orientations(spec):
     else:
         assert condition.startswith("for any input dimension")
         assert bound_3d == bound_2d == 2 * info["multiplicity"]
+
+
+def test_removable_singularity_uses_the_limit():
+    """sin(x)/x = 1 - x^2/6 + ...: sigma(0) = 1, p = 2, c_p = -1/6 (not 0/0 = nan)."""
+    d = describe("sin(x)/x")
+    assert d["sigma0"] == 1.0 and d["multiplicity"] == 2
+    assert d["leading_coefficient_exact"] == "-1/6"
+    assert any(note.startswith("sigma(0) = 1 != 0") for note in d["notes"])

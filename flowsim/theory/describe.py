@@ -18,6 +18,15 @@ def _conserved_tex(p: int) -> str:
     return rf"{p}a_k^2-|w_k|^2" if p != 1 else r"a_k^2-|w_k|^2"
 
 
+def _taylor_term(act, j: int) -> sp.Expr:
+    """``sigma^(j)(0) / j!`` exactly where the expression can be evaluated at 0, else (a
+    removable singularity, ``sin(x)/x``) the activation's series coefficient."""
+    exact = sp.diff(act.expr, x, j).subs(x, 0) / sp.factorial(j)
+    if exact.is_finite and exact.is_real:
+        return sp.nsimplify(exact)
+    return sp.nsimplify(float(act.taylor(j)[j]))
+
+
 def describe(spec) -> dict:
     """Leading-order facts of an activation, as plain text, LaTeX and numbers.
 
@@ -71,7 +80,7 @@ def describe(spec) -> dict:
             "of a piecewise-smooth G set by the data's activation regions, not bounded by 2p"
         )
     else:
-        cp = sp.nsimplify(sp.diff(act.expr, x, p).subs(x, 0) / sp.factorial(p))
+        cp = _taylor_term(act, p)
         G = f"(1/n) sum_i y_i (w . x_i)^{p}" if p > 1 else "(1/n) sum_i y_i (w . x_i) = w . v"
         G_tex = rf"G(w)=\frac{{1}}{{n}}\sum_i y_i\,(w\cdot\tilde x_i)^{{{p}}}"
         conserved = f"{p}*a^2 - |w|^2" if p != 1 else "a^2 - |w|^2"
@@ -102,7 +111,7 @@ def describe(spec) -> dict:
             )
     if act.sigma0 != 0:
         notes.append(
-            f"sigma(0) = {sp.nsimplify(act.expr.subs(x, 0))} != 0: a fast output mode relaxes "
+            f"sigma(0) = {_taylor_term(act, 0)} != 0: a fast output mode relaxes "
             "first; afterwards the leading order sees the centred target y - mean(y)"
         )
     cp_text = sp.sstr(cp)

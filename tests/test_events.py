@@ -224,3 +224,74 @@ def test_non_terminal_event_true_at_start_fires_once_at_t0(small_init_case):
     t_ref, _, _ = _scipy_event(net, theta0, X, y,
                                lambda t, th: _max_neuron_norm(net, th) - DELTA, 200.0)  # fmt: skip
     assert traj.event("escape").t == pytest.approx(t_ref, rel=1e-7)
+
+
+# ------------------------------------------------------------------ events of gd and adam
+
+
+def _gd_case(scale=0.5):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((8, 2))
+    y = np.sin(X[:, 0]) + 0.5 * X[:, 1]
+    net = fs.TwoLayer("tanh", 5, 2, bias=True, alpha=1.0)
+    theta0 = scale * rng.standard_normal(net.n_params)
+    lr, n_iter = 0.05, 400
+    reference = naive.gradient_descent(net, theta0, X, y, lr, n_iter)
+    losses = np.array([naive.flat_loss(net, th, X, y) for th in reference])
+    return net, theta0, X, y, lr, n_iter, reference, losses
+
+
+def _first_below(losses, threshold) -> int:
+    below = np.flatnonzero(losses <= threshold)
+    assert below.size and below[0] > 0, "the reference loop never crosses the threshold"
+    return int(below[0])
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.9])
+def test_gd_loss_event_stops_at_the_numpy_loops_crossing_iterate(fraction):
+    """The first iterate whose loss is at or below the threshold, in a plain NumPy GD
+    loop; the threshold lies halfway between two iterates' losses (no rounding tie)."""
+    net, theta0, X, y, lr, n_iter, reference, losses = _gd_case()
+    k = _first_below(losses, losses[-1] + fraction * (losses[0] - losses[-1]))
+    threshold = 0.5 * (losses[k - 1] + losses[k])
+    traj = fs.simulate(net, theta0, X, y, t_end=lr * n_iter, method="gd", dt=lr,
+                       events=fs.escape(loss=threshold), progress=False)  # fmt: skip
+    assert traj.status == "event"
+    assert traj.n_accepted == k
+    (record,) = traj.events
+    assert record.t == pytest.approx(k * lr, rel=1e-15)
+    assert traj.t_final == pytest.approx(k * lr, rel=1e-15)
+    np.testing.assert_allclose(record.theta, reference[k], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(traj.theta_final, reference[k], rtol=0, atol=1e-14)
+    assert record.loss == pytest.approx(losses[k], rel=1e-13)
+    assert traj.t[-1] <= k * lr * (1 + 1e-15)  # nothing saved after the stop
+
+
+def test_gd_non_terminal_events_recorded_once_without_stopping():
+    net, theta0, X, y, lr, n_iter, reference, losses = _gd_case(scale=0.1)  # norms grow
+    k = _first_below(losses, 0.5 * (losses[0] + losses[-1]))
+    threshold = 0.5 * (losses[k - 1] + losses[k])
+    norms = np.array([_max_neuron_norm(net, th) for th in reference])
+    j = int(np.flatnonzero(norms >= 0.5 * (norms[0] + norms.max()))[0])
+    assert j > 0 and norms[:j].max() < norms[j]
+    norm_threshold = 0.5 * (norms[:j].max() + norms[j])  # first crossed at iterate j
+    events = [fs.loss_below(threshold, terminal=False),
+              fs.escape(norm=norm_threshold, terminal=False)]  # fmt: skip
+    traj = fs.simulate(net, theta0, X, y, t_end=lr * n_iter, method="gd", dt=lr,
+                       events=events, progress=False)  # fmt: skip
+    assert traj.status == "done" and traj.n_accepted == n_iter
+    assert [e.name for e in traj.events] == ["loss_below", "escape"]
+    assert traj.event("loss_below").t == pytest.approx(k * lr, rel=1e-15)
+    assert traj.event("escape").t == pytest.approx(j * lr, rel=1e-15)
+    np.testing.assert_allclose(traj.event("escape").theta, reference[j], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(traj.theta_final, reference[-1], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("method", ["gd", "adam"])
+def test_discrete_event_true_at_start_fires_at_t0(method):
+    net, theta0, X, y, lr, n_iter, reference, losses = _gd_case()
+    traj = fs.simulate(net, theta0, X, y, t_end=lr * n_iter, method=method, dt=lr,
+                       events=fs.loss_above(0.5 * losses[0]), progress=False)  # fmt: skip
+    assert traj.status == "event" and traj.n_accepted == 0
+    assert traj.events[0].t == 0.0
+    np.testing.assert_allclose(traj.theta_final, theta0, rtol=1e-15, atol=0)

@@ -275,11 +275,6 @@ def test_bad_event_quantity():
         fs.Event("x", "speed", 1.0)
 
 
-def test_events_need_dense_output():
-    with pytest.raises(ValueError, match="events"):
-        run(method="gd", dt=0.01, events=[fs.loss_below(0.1)])
-
-
 @pytest.mark.parametrize("make", [lambda: fs.Event("x", "norm", "abc"),
                                   lambda: fs.escape(norm="abc")])  # fmt: skip
 def test_non_numeric_event_threshold(make):

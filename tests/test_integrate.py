@@ -397,6 +397,80 @@ def test_adam_matches_torch(rng):
     np.testing.assert_allclose(traj.theta_final, states[n_iter], rtol=1e-9, atol=1e-12)
 
 
+def _numpy_adam(net, theta0, X, y, lr, n_iter, b1, b2, eps, form):
+    """Adam on the naive gradient, iterates (n_iter + 1, P): ``form`` "torch"
+    (Kingma-Ba algorithm 1) or "tf1" (TensorFlow 1's epsilon-hat)."""
+    theta = np.array(theta0, dtype=float)
+    m = np.zeros_like(theta)
+    v = np.zeros_like(theta)
+    out = [theta.copy()]
+    for k in range(1, n_iter + 1):
+        g = naive.flat_gradient(net, theta, X, y)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        if form == "torch":
+            theta = theta - lr * (m / (1 - b1**k)) / (np.sqrt(v / (1 - b2**k)) + eps)
+        else:
+            lr_k = lr * np.sqrt(1 - b2**k) / (1 - b1**k)
+            theta = theta - lr_k * m / (np.sqrt(v) + eps)
+        out.append(theta.copy())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("form", ["torch", "tf1"])
+def test_adam_eps_forms_match_numpy(form, rng):
+    net, theta0, X, y = _two_layer_case("tanh", rng, width=5)
+    lr, n_iter, b1, b2, eps = 0.01, 100, 0.9, 0.99, 1e-2  # eps large: the forms differ
+    reference = _numpy_adam(net, theta0, X, y, lr, n_iter, b1, b2, eps, form)
+    other = _numpy_adam(
+        net, theta0, X, y, lr, n_iter, b1, b2, eps, {"torch": "tf1"}.get(form, "torch")
+    )
+    assert np.abs(other[-1] - reference[-1]).max() > 1e-6  # the test tells the forms apart
+    save = [0.0, lr * n_iter / 2, lr * n_iter]
+    for adam in ((b1, b2, eps, form), dict(beta1=b1, beta2=b2, eps=eps, eps_form=form)):
+        traj = fs.simulate(net, theta0, X, y, t_end=lr * n_iter, method="adam", dt=lr,
+                           adam=adam, save=save, progress=False)  # fmt: skip
+        assert traj.config["adam"]["eps_form"] == form
+        np.testing.assert_allclose(traj.theta, reference[[0, n_iter // 2, n_iter]], rtol=0,
+                                   atol=1e-13)  # fmt: skip
+        np.testing.assert_allclose(traj.theta_final, reference[-1], rtol=0, atol=1e-13)
+    if form == "torch":  # the default form, and the old 3-tuple
+        plain = fs.simulate(net, theta0, X, y, t_end=lr * n_iter, method="adam", dt=lr,
+                            adam=(b1, b2, eps), save=save, progress=False)  # fmt: skip
+        np.testing.assert_array_equal(plain.theta_final, traj.theta_final)
+
+
+@pytest.mark.parametrize(
+    "adam, message",
+    [
+        ((0.9, 0.99, 1e-8, "keras"), "eps_form must be one of"),
+        (dict(beta1=0.9, beta2=0.99), "missing keys"),
+        (dict(beta1=0.9, beta2=0.99, eps=1e-8, epsilon=1), "unknown keys"),
+        ((0.9, 0.99), "adam must be"),
+        ((1.0, 0.99, 1e-8), "0 <= beta1"),
+    ],
+)
+def test_adam_options_rejected_with_a_clear_message(adam, message, rng):
+    net, theta0, X, y = _two_layer_case("tanh", rng)
+    with pytest.raises(ValueError, match=message):
+        fs.simulate(net, theta0, X, y, t_end=1.0, method="adam", dt=0.1, adam=adam)
+
+
+def test_adam_event_stops_at_the_numpy_loops_iterate(rng):
+    net, theta0, X, y = _two_layer_case("tanh", rng, width=5)
+    lr, n_iter = 0.01, 200
+    reference = _numpy_adam(net, theta0, X, y, lr, n_iter, 0.9, 0.999, 1e-8, "torch")
+    losses = np.array([naive.flat_loss(net, th, X, y) for th in reference])
+    k = int(np.flatnonzero(losses <= 0.5 * (losses[0] + losses.min()))[0])
+    assert k > 0 and losses[:k].min() > losses[k]
+    threshold = 0.5 * (losses[:k].min() + losses[k])  # first reached at iterate k
+    traj = fs.simulate(net, theta0, X, y, t_end=lr * n_iter, method="adam", dt=lr,
+                       events=[fs.loss_below(threshold)], progress=False)  # fmt: skip
+    assert traj.status == "event" and traj.n_accepted == k
+    assert traj.events[0].t == pytest.approx(k * lr, rel=1e-15)
+    np.testing.assert_allclose(traj.events[0].theta, reference[k], rtol=0, atol=1e-13)
+
+
 # ------------------------------------------------------------------ saving, reproducibility
 
 

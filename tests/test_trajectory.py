@@ -67,7 +67,8 @@ def test_readable_with_numpy_and_json(traj, tmp_path):
         arrays = {k: data[k] for k in data.files}
     info = json.loads((tmp_path / "run.json").read_text())
     assert set(arrays) == {"t", "t_bar", "loss", "norms", "max_neuron_norm", "state_t",
-                           "theta_bar", "scale_vector", "theta_final", "event_theta"}  # fmt: skip
+                           "theta_bar", "scale_vector", "theta_final", "event_theta",
+                           "optimizer_state", "theta_bar_final"}  # fmt: skip
     assert info["format"] == "flowsim-trajectory/2"
     # original units from the documented recipe
     np.testing.assert_array_equal(arrays["theta_bar"] * arrays["scale_vector"], traj.theta)

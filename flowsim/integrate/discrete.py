@@ -9,7 +9,21 @@ per-parameter scale vector) while the state is kept normalized:
 * Adam [KB15] uses the original-units gradient ``g = -(S * F) / T``.
 
 Each iteration advances the nominal time by ``eta``; save points record the
-first iterate at or after each requested time (no interpolation).
+first iterate at or after each requested time (no interpolation).  Events
+(:mod:`flowsim.integrate.events`) are evaluated at every iterate and fire at the
+first iterate where their condition holds (``g >= 0``), with that iterate's
+time, state and loss: no interpolation between iterates, since there is no
+trajectory between them.
+
+Adam's epsilon comes in two forms (``adam_form``):
+
+* ``ADAM_TORCH`` (PyTorch, the paper's algorithm 1): ``theta -= lr m_hat /
+  (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - b1^k)``, ``v_hat = v / (1 - b2^k)``;
+* ``ADAM_TF1`` (TensorFlow 1's "epsilon hat", the paper's section 2 variant):
+  ``theta -= lr_k m / (sqrt(v) + eps)`` with ``lr_k = lr sqrt(1 - b2^k) / (1 - b1^k)``.
+
+The two agree for ``eps = 0``; otherwise TF1's eps is the torch eps times
+``sqrt(1 - b2^k)``, which matters early (small ``k``) and for small gradients.
 
 References
 ----------
@@ -21,13 +35,16 @@ import math
 import numpy as np
 
 from flowsim._jit import jit
+from flowsim.integrate.events import event_values
 from flowsim.integrate.explicit import (
     F_LOSS,
     I_ACCEPTED,
+    I_EVENT,
     I_NFEV,
     I_SAVE,
     I_STATUS,
     S_DONE,
+    S_EVENT,
     S_NONFINITE,
     _all_finite,
     _record,
@@ -37,16 +54,24 @@ from flowsim.models._two_layer_kernels import flow
 # --- template body ---
 
 ADAM = 1
+ADAM_TORCH = 0
+ADAM_TF1 = 1
 
 
 @jit
 def discrete_solve(
-    y, X, Y, c, dims, S, T, lr, n_iter, rule, adam_b1, adam_b2, adam_eps,
+    y, X, Y, c, dims, S, T, lr, n_iter, rule, adam_b1, adam_b2, adam_eps, adam_form,
     fst, ist, g, m1, m2, mode, aux,
     save_iter, save_state_row, out_t, out_loss, out_norms, out_maxnorm, out_states,
+    ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss,
     chunk,
 ):  # fmt: skip
-    """Run up to ``chunk`` iterations (``rule`` 0: GD, 1: Adam); state in ``ist``/``fst``."""
+    """Run up to ``chunk`` iterations (``rule`` 0: GD, 1: Adam); state in ``ist``/``fst``.
+
+    The iteration count ``ist[I_ACCEPTED]`` is absolute (a resumed run starts
+    from the count it stopped at), so times ``it * lr`` and Adam's bias
+    corrections continue; ``m1``, ``m2`` are Adam's moments (original units).
+    """
     n = y.size
     n_save = save_iter.size
     steps = 0
@@ -73,6 +98,20 @@ def discrete_solve(
                 save_state_row,
                 ist,
             )
+        stop = -1
+        if ev_kind.size > 0:
+            event_values(ev_kind, ev_thr, y, loss_value, dims, ev_g)
+            for q in range(ev_kind.size):
+                if ev_t[q] != ev_t[q] and ev_g[q] >= 0.0:  # not fired yet, holds now
+                    ev_t[q] = it * lr
+                    ev_states[q, :] = y
+                    ev_loss[q] = loss_value
+                    if ev_terminal[q] != 0 and stop < 0:
+                        stop = q
+        if stop >= 0:
+            ist[I_EVENT] = stop
+            ist[I_STATUS] = S_EVENT
+            break
         if it >= n_iter:
             ist[I_STATUS] = S_DONE
             break
@@ -80,11 +119,15 @@ def discrete_solve(
             k = it + 1
             bc1 = 1.0 - adam_b1**k
             bc2 = 1.0 - adam_b2**k
+            lr_k = lr * math.sqrt(bc2) / bc1
             for p in range(n):
                 grad = -S[p] * g[p] / T
                 m1[p] = adam_b1 * m1[p] + (1.0 - adam_b1) * grad
                 m2[p] = adam_b2 * m2[p] + (1.0 - adam_b2) * grad * grad
-                step = lr * (m1[p] / bc1) / (math.sqrt(m2[p] / bc2) + adam_eps)
+                if adam_form == ADAM_TF1:
+                    step = lr_k * m1[p] / (math.sqrt(m2[p]) + adam_eps)
+                else:
+                    step = lr * (m1[p] / bc1) / (math.sqrt(m2[p] / bc2) + adam_eps)
                 y[p] -= step / S[p]
         else:
             step = lr / T

@@ -145,8 +145,9 @@ def _check_options(method, t_end, rtol, atol, n_save, dt, max_steps, max_wall):
 
 
 def _fire_at_start(kernels, y_bar, Xa, y, c, dims, ev_kind, ev_thr, ev_terminal, ev_g, ev_t,
-                   ev_states, ev_loss) -> int:  # fmt: skip
-    """Fire, at t = 0, the events whose condition already holds there (``g >= 0``).
+                   ev_states, ev_loss, t_start=0.0) -> int:  # fmt: skip
+    """Fire, at the start ``t_start`` (the kernel's time units), the events whose
+    condition already holds there (``g >= 0``).
 
     The compiled loops fire an event where its ``g`` crosses zero upwards; one
     that starts at or above zero has no crossing and would never fire.  It is
@@ -160,7 +161,7 @@ def _fire_at_start(kernels, y_bar, Xa, y, c, dims, ev_kind, ev_thr, ev_terminal,
     kernels.event_values(ev_kind, ev_thr, y_bar, loss0, dims, ev_g)
     stop = -1
     for q in np.flatnonzero(ev_g >= 0.0):
-        ev_t[q] = 0.0
+        ev_t[q] = t_start
         ev_states[q] = y_bar
         ev_loss[q] = loss0
         if ev_terminal[q] and stop < 0:
@@ -192,16 +193,45 @@ def _check_scales(scales) -> dict:
         raise ValueError(f"scales must map layer names to numbers, got {scales!r}") from None
 
 
-def _check_adam(adam) -> tuple[float, float, float]:
+ADAM_EPS_FORMS = {"torch": 0, "tf1": 1}
+"""Adam's epsilon: ``"torch"`` adds it to sqrt(v_hat), ``"tf1"`` (TensorFlow 1's
+epsilon-hat) to sqrt(v) with the bias corrections folded into the step size
+(:mod:`flowsim.integrate.discrete`)."""
+_ADAM_KEYS = ("beta1", "beta2", "eps", "eps_form")
+
+
+def _check_adam(adam) -> dict:
+    """``adam`` as {beta1, beta2, eps, eps_form}: from a dict with those keys
+    (eps_form optional) or a tuple (beta1, beta2, eps[, eps_form])."""
+    usage = (
+        "adam must be (beta1, beta2, eps), (beta1, beta2, eps, eps_form) or "
+        "dict(beta1=..., beta2=..., eps=..., eps_form='torch' | 'tf1')"
+    )
+    if isinstance(adam, dict):
+        unknown = sorted(set(map(str, adam)) - set(_ADAM_KEYS))
+        missing = [k for k in _ADAM_KEYS[:3] if k not in adam]
+        if unknown or missing:
+            bad = f"unknown keys {unknown}" if unknown else f"missing keys {missing}"
+            raise ValueError(f"{usage}; got {bad}")
+        values = [adam[k] for k in _ADAM_KEYS[:3]] + [adam.get("eps_form", "torch")]
+    else:
+        try:
+            values = list(adam)
+        except TypeError:
+            raise ValueError(f"{usage}, got {adam!r}") from None
+        if len(values) == 3:
+            values.append("torch")
+        if len(values) != 4:
+            raise ValueError(f"{usage}, got {adam!r}")
     try:
-        b1, b2, eps = (float(v) for v in adam)
+        b1, b2, eps = (float(v) for v in values[:3])
     except (TypeError, ValueError):
-        raise ValueError(f"adam must be (beta1, beta2, eps), got {adam!r}") from None
+        raise ValueError(f"{usage}, got {adam!r}") from None
     if not (0 <= b1 < 1 and 0 <= b2 < 1 and eps >= 0 and math.isfinite(eps)):
-        raise ValueError(
-            f"adam = (beta1, beta2, eps) needs 0 <= beta1, beta2 < 1 and eps >= 0, got {adam!r}"
-        )
-    return b1, b2, eps
+        raise ValueError(f"adam needs 0 <= beta1, beta2 < 1 and eps >= 0, got {adam!r}")
+    if values[3] not in ADAM_EPS_FORMS:
+        raise ValueError(f"adam eps_form must be one of {list(ADAM_EPS_FORMS)}, got {values[3]!r}")
+    return {"beta1": b1, "beta2": b2, "eps": eps, "eps_form": values[3]}
 
 
 def _check_output_memory(k, save_state, P, n_layers, name):
@@ -219,9 +249,9 @@ def _check_output_memory(k, save_state, P, n_layers, name):
         raise ValueError(f"{name}: {k} save points with save_state = {save_state!r}: {reason}")
 
 
-def _save_plan(save, n_save, t_end, save_state):
-    if save is None:
-        save_t = default_save_times(t_end, n_save)
+def _save_plan(save, n_save, t_end, save_state, t0=0.0):
+    if save is None:  # log-spaced in the time elapsed since t0
+        save_t = t0 + default_save_times(t_end - t0, n_save)
     else:
         try:
             save_t = np.asarray(save, dtype=np.float64).ravel()
@@ -231,8 +261,11 @@ def _save_plan(save, n_save, t_end, save_state):
             ) from None
         if save_t.size == 0 or not np.all(np.isfinite(save_t)):
             raise ValueError("save must be a non-empty array of finite times")
-        if np.any(np.diff(save_t) < 0) or save_t[0] < 0 or save_t[-1] > t_end:
-            raise ValueError("save times must be sorted and within [0, t_end]")
+        if np.any(np.diff(save_t) < 0) or save_t[0] < t0 or save_t[-1] > t_end:
+            raise ValueError(
+                "save times must be sorted and within [t0, t_end]"
+                + (f" = [{t0:g}, {t_end:g}] (t0: where the run starts)" if t0 else "")
+            )
     k = save_t.size
     if save_state == "all":
         rows = np.arange(k)
@@ -256,7 +289,7 @@ def _save_plan(save, n_save, t_end, save_state):
 
 def simulate(
     net: Model,
-    theta0: ArrayLike,
+    theta0: ArrayLike | Trajectory,
     X: ArrayLike,
     y: ArrayLike,
     *,
@@ -273,8 +306,9 @@ def simulate(
     max_steps: int = 10**8,
     max_wall: float | None = None,
     progress: bool | None = None,
-    adam: tuple[float, float, float] = (0.9, 0.999, 1e-8),
+    adam: tuple | dict = (0.9, 0.999, 1e-8),
     switching: str | bool = "auto",
+    t0: float | None = None,
 ) -> Trajectory:
     """Integrate the gradient flow of ``net`` on data ``(X, y)`` from ``theta0``.
 
@@ -287,12 +321,29 @@ def simulate(
     Parameters
     ----------
     net : TwoLayer or ThreeLayer
-    theta0 : ndarray, shape (P,)
-        Initial parameters, original units.
+    theta0 : ndarray, shape (P,), or Trajectory
+        Initial parameters, original units; or a Trajectory to continue from
+        its ``theta_final`` at its ``t_final`` (a saved, stopped or interrupted
+        run).  The result is then the whole run: the earlier arrays, events and
+        counts followed by (added to) the continuation's.  The continuation
+        keeps the earlier run's ``scales`` unless given.  ``gd`` (same ``dt``)
+        and ``adam`` (from an ``adam`` run with the same ``dt``: its moments and
+        step count are stored in the Trajectory) continue bit for bit as the
+        uninterrupted run, and count one more gradient evaluation (at the
+        stop, in both pieces).  ``rk4`` agrees to a few ulp, not bit for bit:
+        the step landing on the first piece's ``t_end`` is ``t_end - t``,
+        rounded.  Adaptive methods restart their step-size control (and
+        ``auto`` its method choice) at ``t0``: they agree with an uninterrupted
+        run to their global error (rtol 1e-10: 2e-14 relative, measured), not
+        bit for bit.  Events are evaluated afresh: one that holds at ``t0`` (an
+        escape already passed) fires there; leave it out to run on.
     X : ndarray, shape (n, d)
     y : ndarray, shape (n,)
     t_end : float
         Final time, original units (for ``gd``/``adam``: ``iterations * dt``).
+    t0 : float, optional
+        Start time (default 0, or the ``t_final`` of a Trajectory ``theta0``);
+        for ``gd``/``adam`` a whole number of steps ``dt``, counted as done.
     method : str
         ``"dopri5"``, ``"dop853"``, ``"tsit5"`` (adaptive Runge-Kutta),
         ``"rodas"`` (linearly implicit, for stiff flows; two-layer nets),
@@ -303,7 +354,10 @@ def simulate(
         which keeps the global error per tolerance of the other methods;
         ``Trajectory.method_log`` says which ran when), ``"rk4"`` (fixed
         step ``dt``), ``"gd"`` (gradient descent, learning rate ``dt``) or
-        ``"adam"`` (learning rate ``dt``, parameters ``adam``).
+        ``"adam"`` (learning rate ``dt``, parameters ``adam``).  ``gd`` and
+        ``adam`` evaluate events at every iterate: one fires at the first
+        iterate where it holds, with that iterate's time and state (no
+        interpolation between iterates).
     rtol, atol : float
         Tolerances of the adaptive methods, on the normalized state.
     save : array_like, optional
@@ -327,6 +381,12 @@ def simulate(
         place, elsewhere (a log, a pipe) a line every 30 s
         (:data:`flowsim._progress.LOG_INTERVAL`).  Default: shown once the run
         has taken 2 s; False: nothing.
+    adam : tuple or dict
+        ``(beta1, beta2, eps)``, ``(beta1, beta2, eps, eps_form)`` or
+        ``dict(beta1=..., beta2=..., eps=..., eps_form=...)``; ``eps_form``
+        ``"torch"`` (default; PyTorch, Kingma-Ba algorithm 1: eps added to
+        ``sqrt(v_hat)``) or ``"tf1"`` (TensorFlow 1's epsilon-hat: ``theta -=
+        lr_k m / (sqrt(v) + eps)``, ``lr_k = lr sqrt(1 - beta2^k) / (1 - beta1^k)``).
     switching : "auto" or bool
         Treat the kinks of a piecewise-linear activation (ReLU, leaky ReLU) on
         a two-layer net as switching surfaces: steps end on them, pre-activations
@@ -341,6 +401,13 @@ def simulate(
     family, rule, adaptive, t_end = _check_options(
         method, t_end, rtol, atol, n_save, dt, max_steps, max_wall
     )
+    resume = theta0 if isinstance(theta0, Trajectory) else None
+    if resume is not None:
+        if t0 is not None:
+            raise ValueError("t0: a Trajectory continues from its own t_final; do not pass t0")
+        t0, theta0 = resume.t_final, resume.theta_final
+        scales = dict(resume.scales) if scales is None else scales
+    t0 = _check_t0(t0, t_end)
     X, y = check_data(X, y, net.input_dim)
     theta0 = net.check_theta(real_array("theta0", theta0))
     if not np.all(np.isfinite(theta0)):
@@ -349,7 +416,9 @@ def simulate(
     n_points = int(n_save) if save is None else int(np.size(save))
     _check_output_memory(n_points, save_state, net.n_params, len(net.layers),
                          "n_save" if save is None else "save")  # fmt: skip
-    save_t, state_rows = _save_plan(save, n_save, t_end, save_state)
+    save_t, state_rows = _save_plan(save, n_save, t_end, save_state, t0)
+    adam = _check_adam(adam)
+    it0 = _discrete_start(method, t0, dt, resume, adam) if family == "discrete" else 0
 
     scales = net.default_scales(theta0) if scales is None else _check_scales(scales)
     if set(scales) != set(net.layer_names):
@@ -362,6 +431,10 @@ def simulate(
     c, T = net.flow_constants(scales)
     S = net.scale_vector(scales)
     y_bar = theta0 / S
+    if resume is not None and resume.theta_bar_final is not None:
+        stored = np.asarray(resume.theta_bar_final, dtype=np.float64)
+        if np.array_equal(S, resume.scale_vector) and np.all(np.isfinite(stored)):
+            y_bar = stored.copy()  # the normalized state, without the round trip through S
     Xa = np.ascontiguousarray(net.augment(X))
     dims = net.dims()
     kernels = net.kernels_for(Xa.shape[0])
@@ -377,6 +450,9 @@ def simulate(
     out_states = np.zeros((n_rows, P))
     ist = np.zeros(24, dtype=np.int64)
     fst = np.zeros(16)
+    t_start = t0 if family == "discrete" else t0 / T  # in the compiled loop's units
+    fst[0] = t_start
+    ist[0] = it0
 
     neuron_scale = scales[net.neuron_layer]
     ev_kind = np.array([_EV_CODES[e.quantity] for e in events], dtype=np.int64)
@@ -390,7 +466,7 @@ def simulate(
     ev_states = np.zeros((len(events), P))
     ev_loss = np.full(len(events), np.nan)
     start_stop = _fire_at_start(kernels, y_bar, Xa, y, c, dims, ev_kind, ev_thr, ev_terminal,
-                                ev_g, ev_t, ev_states, ev_loss)  # fmt: skip
+                                ev_g, ev_t, ev_states, ev_loss, t_start)  # fmt: skip
 
     if switching == "auto":
         switching = family in ("rk", "auto") and net.has_kinks
@@ -406,7 +482,7 @@ def simulate(
 
     factor_ok = _factor_supported(net, X.shape[0])
     bdf_ok = factor_ok is True and not switching
-    method_log = [(0.0, "dopri5" if family == "auto" else method)]
+    method_log = [(t0, "dopri5" if family == "auto" else method)]
     if family in ("rodas", "bdf") and factor_ok is not True:
         raise ValueError(f"method {method!r} is not available here: {factor_ok}")
     if family in ("rk", "rkc", "rodas", "bdf", "auto"):
@@ -415,7 +491,7 @@ def simulate(
         stage_loss = np.zeros(tab.A.shape[0])
         K_rkc = np.zeros((3, P))
         v_power = np.zeros(P)
-        fst[:8] = [0.0, 0.0 if adaptive else dt / T, 1.0, np.nan, t_end / T, rtol, atol, 1e-14]
+        fst[:8] = [t_start, 0.0 if adaptive else dt / T, 1.0, np.nan, t_end / T, rtol, atol, 1e-14]
         save_arg = save_t / T
         outputs = (save_arg, state_rows, out_t, out_loss, out_norms, out_maxnorm, out_states)
         event_arrays = (ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss)
@@ -456,33 +532,31 @@ def simulate(
             run_chunk = _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims,
                                        mode, aux, v_power, fst, ist, method_log, T)  # fmt: skip
     else:
-        if events:
-            raise ValueError(f"events are located on dense output; method {method!r} has none")
         n_iter = int(round(t_end / dt))
         save_iter = np.minimum(np.ceil(save_t / dt - 1e-9), n_iter).astype(np.int64)
         g = np.zeros(P)
-        m1 = np.zeros(P)
-        m2 = np.zeros(P)
-        b1, b2, eps = _check_adam(adam)
+        m1, m2 = (np.array(r) for r in resume.optimizer_state) if it0 and rule else np.zeros((2, P))
+        adam_args = (adam["beta1"], adam["beta2"], adam["eps"], ADAM_EPS_FORMS[adam["eps_form"]])
+        event_arrays = (ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss)
 
         def run_chunk(chunk):
             kernels.discrete_solve(
-                y_bar, Xa, y, c, dims, S, T, float(dt), n_iter, rule, b1, b2, eps,
+                y_bar, Xa, y, c, dims, S, T, float(dt), n_iter, rule, *adam_args,
                 fst, ist, g, m1, m2, mode, aux,
                 save_iter, state_rows, out_t, out_loss, out_norms, out_maxnorm, out_states,
-                chunk,
+                *event_arrays, chunk,
             )  # fmt: skip
 
     if start_stop >= 0:  # a terminal event held at t = 0: the run ends where it starts
         loss0 = float(ev_loss[start_stop])
-        while ist[3] < save_t.size and save_t[ist[3]] <= 0.0:
-            kernels._record(y_bar, 0.0, loss0, dims, 0, out_t, out_loss, out_norms, out_maxnorm,
-                            out_states, state_rows, ist)  # fmt: skip
+        while ist[3] < save_t.size and save_t[ist[3]] <= t0:
+            kernels._record(y_bar, t_start, loss0, dims, 0, out_t, out_loss, out_norms,
+                            out_maxnorm, out_states, state_rows, ist)  # fmt: skip
         ist[4], ist[6] = 2, start_stop  # S_EVENT, I_EVENT
         status = "event"
     else:
-        status = _drive(run_chunk, ist, fst, family, t_end, T, max_steps, max_wall, progress,
-                        started, method_log)  # fmt: skip
+        status = _drive(run_chunk, ist, fst, family, t_end, T, max_steps + it0, max_wall,
+                        progress, started, method_log)  # fmt: skip
 
     saved = int(ist[3])
     continuous = family != "discrete"
@@ -495,7 +569,8 @@ def simulate(
     records = []
     for q, event in enumerate(events):
         if ev_t[q] == ev_t[q]:
-            records.append(EventRecord(event.name, float(ev_t[q] * T), float(ev_loss[q]),
+            t_event = ev_t[q] * T if continuous else ev_t[q]
+            records.append(EventRecord(event.name, float(t_event), float(ev_loss[q]),
                                        ev_states[q] * S))  # fmt: skip
     t_now = fst[0] * (T if continuous else 1.0)
     messages = {
@@ -522,11 +597,12 @@ def simulate(
         "events": [vars(e).copy() for e in events],
         "max_steps": int(max_steps),
         "max_wall": max_wall,
-        "adam": list(adam) if method == "adam" else None,
+        "adam": adam if method == "adam" else None,
+        "t0": t0,
         "n_samples": int(X.shape[0]),
         "switching": bool(switching),
     }
-    return Trajectory(
+    run = Trajectory(
         t=t_saved,
         t_bar=t_saved / T,
         loss=out_loss[:saved].copy(),
@@ -540,7 +616,7 @@ def simulate(
         message=messages[status],
         method=method,
         nfev=int(ist[2]),
-        n_accepted=int(ist[0]),
+        n_accepted=int(ist[0]) - it0,
         n_rejected=int(ist[1]),
         n_switches=int(ist[8]),
         method_log=tuple((float(t_), name) for t_, name in method_log),
@@ -552,6 +628,82 @@ def simulate(
         events=tuple(records),
         config=config,
         versions=package_versions(),
+        optimizer_state=np.stack([m1, m2]) if method == "adam" else np.zeros((0, P)),
+        theta_bar_final=y_bar.copy(),
+    )
+    return run if resume is None else _concatenate(resume, run)
+
+
+def _check_t0(t0, t_end: float) -> float:
+    if t0 is None:
+        return 0.0
+    if isinstance(t0, bool) or not isinstance(t0, (int, float, np.floating, np.integer)):
+        raise ValueError(f"t0 must be a number in [0, t_end), got {t0!r}")
+    t0 = float(t0)
+    if not (math.isfinite(t0) and 0.0 <= t0 < t_end):
+        raise ValueError(f"t0 must be in [0, t_end) = [0, {t_end:g}), got {t0!r}")
+    return t0
+
+
+def _discrete_start(method: str, t0: float, dt: float, resume, adam: dict) -> int:
+    """Iterations done before ``t0`` (``gd``, ``adam``); ValueError where ``t0`` is not
+    a whole number of steps, or ``adam`` lacks the moments to continue."""
+    it0 = int(round(t0 / dt))
+    if abs(it0 * dt - t0) > 1e-9 * max(t0, dt):
+        raise ValueError(
+            f"t0 = {t0:.17g} is not a whole number of steps dt = {dt!r}: {method} counts "
+            "iterations (continue a gd/adam Trajectory with the dt it ran with)"
+        )
+    if method == "adam" and it0 > 0:
+        state = resume.optimizer_state if resume is not None else np.zeros((0, 0))
+        if resume is None or resume.method != "adam" or state.shape[0] != 2:
+            raise ValueError(
+                "adam starts at t0 > 0 only when it continues an adam Trajectory, whose "
+                "moments it carries on; pass theta0 as that Trajectory (or t0 = 0)"
+            )
+        if resume.config.get("dt") != dt:
+            raise ValueError(
+                f"adam continues with the step of the run it resumes: dt = "
+                f"{resume.config.get('dt')!r}, got {dt!r}"
+            )
+    return it0
+
+
+def _concatenate(before: Trajectory, after: Trajectory) -> Trajectory:
+    """``before`` followed by ``after`` (which starts at ``before.t_final``): save
+    points and states of ``after`` past the last of ``before``, events and counts
+    of both."""
+    keep = after.t > (before.t[-1] if before.t.size else -math.inf)
+    keep_state = after.state_t > (before.state_t[-1] if before.state_t.size else -math.inf)
+    rescale = before.scale_vector / after.scale_vector  # states in after's normalization
+    return Trajectory(
+        t=np.concatenate([before.t, after.t[keep]]),
+        t_bar=np.concatenate([before.t / after.time_scale, after.t_bar[keep]]),
+        loss=np.concatenate([before.loss, after.loss[keep]]),
+        norms=np.concatenate([before.norms, after.norms[keep]]),
+        max_neuron_norm=np.concatenate([before.max_neuron_norm, after.max_neuron_norm[keep]]),
+        state_t=np.concatenate([before.state_t, after.state_t[keep_state]]),
+        theta_bar=np.concatenate([before.theta_bar * rescale, after.theta_bar[keep_state]]),
+        scale_vector=after.scale_vector,
+        theta_final=after.theta_final,
+        status=after.status,
+        message=after.message,
+        method=after.method,
+        nfev=before.nfev + after.nfev,
+        n_accepted=before.n_accepted + after.n_accepted,
+        n_rejected=before.n_rejected + after.n_rejected,
+        n_switches=before.n_switches + after.n_switches,
+        method_log=before.method_log + after.method_log,
+        t_stop=after.t_stop,
+        wall_time=before.wall_time + after.wall_time,
+        time_scale=after.time_scale,
+        scales=after.scales,
+        layers=after.layers,
+        events=before.events + after.events,
+        config={**after.config, "resumed": {"t0": after.config["t0"], "before": before.config}},
+        versions=after.versions,
+        optimizer_state=after.optimizer_state,
+        theta_bar_final=after.theta_bar_final,
     )
 
 

@@ -11,7 +11,12 @@ Format (readable without flowsim): ``PATH.npz`` with the arrays and
     the saved states; ``theta_bar`` (s, P) saved states in normalized variables
     (original = ``scale_vector * theta_bar``); ``scale_vector`` (P,);
     ``theta_final`` (P,) last state in original units; ``event_theta`` (e, P)
-    states at the events, original units.
+    states at the events, original units.  Optional (absent in older files),
+    for resuming a run bit for bit: ``theta_bar_final`` (P,) the last state in
+    normalized variables (absent: None, and a resumed run starts from
+    ``theta_final / scale_vector``), and
+    ``optimizer_state`` (r, P), for ``adam`` its moments ``m`` and ``v`` (r = 2,
+    original units), (0, P) otherwise and by default.
 ``PATH.json``
     ``status``, ``message``, ``method``, ``nfev``, ``n_accepted``, ``n_rejected``,
     ``n_switches`` (kinks crossed or slid onto), ``method_log`` ([t, method] from
@@ -116,6 +121,8 @@ class Trajectory:
     t_stop: float = float("nan")
     config: dict = field(default_factory=dict, repr=False)
     versions: dict = field(default_factory=dict, repr=False)
+    optimizer_state: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
+    theta_bar_final: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def theta(self) -> np.ndarray:
@@ -251,6 +258,12 @@ class Trajectory:
                     scale_vector=self.scale_vector,
                     theta_final=self.theta_final,
                     event_theta=event_theta,
+                    optimizer_state=self.optimizer_state.reshape(-1, self.scale_vector.size),
+                    theta_bar_final=(
+                        self.theta_final / self.scale_vector
+                        if self.theta_bar_final is None
+                        else self.theta_bar_final
+                    ),
                 )
             with open(tmp, "rb") as fh:
                 info["npz_sha256"], info["npz_size"] = _sha256(fh)
@@ -337,6 +350,8 @@ class Trajectory:
             events=events,
             config=info["config"],
             versions=info["versions"],
+            optimizer_state=arrays["optimizer_state"],
+            theta_bar_final=arrays.get("theta_bar_final"),
         )
 
 
@@ -373,6 +388,7 @@ _KIND_TEXT = {
 }
 _ARRAYS = ("t", "t_bar", "loss", "norms", "max_neuron_norm", "state_t", "theta_bar",
            "scale_vector", "theta_final", "event_theta")  # fmt: skip
+_OPTIONAL_ARRAYS = ("optimizer_state", "theta_bar_final")  # absent in older files
 
 
 def _is_number(x) -> bool:
@@ -428,11 +444,14 @@ def _read_arrays(fh, path: Path) -> dict:
             missing = [name for name in _ARRAYS if name not in data.files]
             if missing:
                 raise ValueError(f"{path}: array {missing[0]!r} is missing")
-            return {name: data[name] for name in _ARRAYS}
+            arrays = {name: data[name] for name in _ARRAYS + _OPTIONAL_ARRAYS if name in data}
     except (OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         if str(exc).startswith(str(path)):
             raise
         raise ValueError(f"{path}: not a readable trajectory npz ({exc})") from None
+    if "optimizer_state" not in arrays:
+        arrays["optimizer_state"] = np.zeros((0, arrays["scale_vector"].size))
+    return arrays
 
 
 def _check_shapes(arrays: dict, info: dict, path: Path) -> None:
@@ -447,6 +466,10 @@ def _check_shapes(arrays: dict, info: dict, path: Path) -> None:
         "max_neuron_norm": (k,), "state_t": (s,), "theta_bar": (s, p), "scale_vector": (p,),
         "theta_final": (p,), "event_theta": (len(info["events"]), p),
     }  # fmt: skip
+    r = arrays["optimizer_state"].shape[0] if arrays["optimizer_state"].ndim == 2 else -1
+    expected["optimizer_state"] = (r if r in (0, 2) else -1, p)
+    if "theta_bar_final" in arrays:
+        expected["theta_bar_final"] = (p,)
     for name, shape in expected.items():
         if arrays[name].shape != shape or -1 in shape:
             want = tuple("?" if n == -1 else n for n in shape)

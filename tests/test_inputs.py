@@ -363,3 +363,9 @@ def test_model_methods_refuse_complex_input(call):
             NET.output(THETA0, X)
         else:
             getattr(NET, call)(THETA0, X, Y0)
+
+
+def test_init_too_large_for_memory_is_refused_before_numpy():
+    net = fs.TwoLayer("tanh", 10**12, 1)
+    with pytest.raises(ValueError, match=r"cannot initialize the network: .* memory limit"):
+        net.init(0, scale=1e-3)

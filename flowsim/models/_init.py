@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from flowsim._memory import over_limit
 
 
 def resolve_stds(names, scale, betas) -> dict[str, float]:
@@ -31,5 +35,10 @@ def draw_init(seed, layers, stds) -> dict[str, np.ndarray]:
     """Draw each layer N(0, std^2) from ``numpy.random.default_rng(seed)``, in layer order."""
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0 (numpy.random.default_rng), got {seed!r}")
+    n_params = sum(math.prod(shape) for _, shape in layers)
+    # the drawn layers, their flat copy in theta and a scaled copy: three vectors of P doubles
+    reason = over_limit(3 * 8 * n_params, f"{n_params} parameters (three vectors of 8 bytes)")
+    if reason:
+        raise ValueError(f"cannot initialize the network: {reason}")
     rng = np.random.default_rng(int(seed))
     return {name: stds[name] * rng.standard_normal(shape) for name, shape in layers}

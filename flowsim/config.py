@@ -88,8 +88,16 @@ from pathlib import Path
 import numpy as np
 
 from flowsim import data as _data
+from flowsim._digest import file_sha256
 from flowsim._memory import format_bytes, over_limit
-from flowsim.integrate.simulate import METHODS, escape, loss_above, loss_below, simulate
+from flowsim.integrate.simulate import (
+    METHODS,
+    escape,
+    loss_above,
+    loss_below,
+    saved_output_bytes,
+    simulate,
+)
 
 MODEL_KINDS = ("three_layer", "two_layer")
 EVENT_KINDS = ("escape_norm", "loss_above", "loss_below")
@@ -472,7 +480,8 @@ def run_memory(model: ModelConfig, solver: SolverConfig, n: int, d: int) -> dict
     * ``"per-sample work"``: ``8 * 4 n H`` (pre-activations, activation values
       and derivatives of a pass, the switching pattern);
     * ``"saved output"``: ``8 (k (L + 4) + 2 R P)`` (times, loss, norms; the
-      saved states and their copy in the returned Trajectory).
+      saved states and their copy in the returned Trajectory), the same estimate
+      ``simulate`` checks (:func:`flowsim.integrate.simulate.saved_output_bytes`).
 
     The Jacobian factor of ``rodas``/``bdf`` is bounded on its own
     (:data:`flowsim.integrate.simulate.FACTOR_MAX_BYTES`).  Sizes are Python
@@ -484,18 +493,11 @@ def run_memory(model: ModelConfig, solver: SolverConfig, n: int, d: int) -> dict
     else:
         m1, m2 = model.widths
         P, H, L = m2 + m2 * m1 + m1 * D, m1 + m2, 3
-    k = solver.n_save
-    if solver.save_state == "all":
-        R = k
-    elif solver.save_state == "final":
-        R = 1
-    else:
-        R = -(-k // solver.save_state)
     return {
         "data": 8 * n * (2 * D + 2),
         "parameters": 8 * 40 * P,
         "per-sample work": 8 * 4 * n * H,
-        "saved output": 8 * (k * (L + 4) + 2 * R * P),
+        "saved output": saved_output_bytes(solver.n_save, solver.save_state, P, L),
     }
 
 
@@ -670,11 +672,8 @@ class RunConfig:
         if file is not None:
             try:
                 _data.check_file(file, "data.params.path")  # not /dev/zero, not 100 GB
-                digest = hashlib.sha256()
                 with open(file, "rb") as fh:
-                    for block in iter(lambda: fh.read(2**20), b""):
-                        digest.update(block)
-                payload["data_sha256"] = digest.hexdigest()
+                    payload["data_sha256"] = file_sha256(fh)[0]
             except ValueError as exc:
                 path, _, message = str(exc).partition(": ")
                 raise ConfigError(path, message) from None

@@ -67,6 +67,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from flowsim._digest import file_sha256
+
 NUMERICS_VERSION = 4
 """Version of the numbers a run produces.  Bump it when a change to the kernels,
 integrators or initialization changes results, so that stored results computed
@@ -117,12 +119,9 @@ def _store_key(run_key: str, numerics) -> str:
 
 def _file_sum(path: Path) -> dict:
     """``{"sha256": hex digest, "size": bytes}`` of a file."""
-    digest, size = hashlib.sha256(), 0
     with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return {"sha256": digest.hexdigest(), "size": size}
+        digest, size = file_sha256(fh)
+    return {"sha256": digest, "size": size}
 
 
 def flatten(d, prefix: str = "") -> dict:

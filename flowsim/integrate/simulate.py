@@ -234,17 +234,24 @@ def _check_adam(adam) -> dict:
     return {"beta1": b1, "beta2": b2, "eps": eps, "eps_form": values[3]}
 
 
-def _check_output_memory(k, save_state, P, n_layers, name):
-    """ValueError, before anything is allocated, when ``k`` save points need more than
-    the memory limit: ``8 (k (L + 4) + 2 R P)`` bytes, ``R`` the saved states (the
-    "saved output" of :func:`flowsim.config.run_memory`)."""
+def saved_output_bytes(k: int, save_state, P: int, n_layers: int) -> int:
+    """Bytes of the output of ``k`` save points: ``8 (k (L + 4) + 2 R P)`` (times, loss,
+    the ``L`` layer norms and the largest neuron norm; the ``R`` saved states and their
+    copy in the Trajectory), ``R = k`` for ``"all"``, 1 for ``"final"``, ``ceil(k / s)``
+    for a stride ``s``.  Python integers: no overflow however large ``k``."""
     if save_state == "final":
         rows = 1
     elif isinstance(save_state, (int, np.integer)) and not isinstance(save_state, bool):
         rows = -(-k // max(int(save_state), 1))
     else:
         rows = k
-    reason = over_limit(8 * (k * (n_layers + 4) + 2 * rows * P), "the saved output would")
+    return 8 * (k * (n_layers + 4) + 2 * rows * P)
+
+
+def _check_output_memory(k, save_state, P, n_layers, name):
+    """ValueError, before anything is allocated, when :func:`saved_output_bytes` exceeds
+    the memory limit."""
+    reason = over_limit(saved_output_bytes(k, save_state, P, n_layers), "the saved output would")
     if reason is not None:
         raise ValueError(f"{name}: {k} save points with save_state = {save_state!r}: {reason}")
 

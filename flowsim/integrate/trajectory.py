@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import math
 import os
@@ -52,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from flowsim._digest import file_sha256
 
 FORMAT = "flowsim-trajectory/2"
 _READABLE_FORMATS = ("flowsim-trajectory/1", FORMAT)
@@ -266,7 +267,7 @@ class Trajectory:
                     ),
                 )
             with open(tmp, "rb") as fh:
-                info["npz_sha256"], info["npz_size"] = _sha256(fh)
+                info["npz_sha256"], info["npz_size"] = file_sha256(fh)
             fd, tmp_json = tempfile.mkstemp(
                 prefix=f".{base.name}.", suffix=".json", dir=base.parent
             )
@@ -311,7 +312,7 @@ class Trajectory:
                     f"{npz_path}: no such file (the arrays of {json_path.name})"
                 )
             if "npz_sha256" in info:
-                digest, size = _sha256(npz_file)
+                digest, size = file_sha256(npz_file)
                 if (digest, size) != (info["npz_sha256"], info.get("npz_size", size)):
                     raise ValueError(
                         f"{npz_path} does not match {json_path.name} (npz_sha256): the "
@@ -477,16 +478,6 @@ def _check_shapes(arrays: dict, info: dict, path: Path) -> None:
                 f"{path}: array {name!r} has shape {arrays[name].shape}, expected {want} "
                 "(k save points, s saved states, P parameters)"
             )
-
-
-def _sha256(fh) -> tuple[str, int]:
-    """SHA-256 hex digest and size of an open binary file, read from its start."""
-    digest, size = hashlib.sha256(), 0
-    fh.seek(0)
-    while chunk := fh.read(1 << 20):
-        digest.update(chunk)
-        size += len(chunk)
-    return digest.hexdigest(), size
 
 
 @contextlib.contextmanager

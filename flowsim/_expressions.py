@@ -164,8 +164,11 @@ def parse(text: str, symbols: Mapping[str, sp.Symbol], *, max_transcendental=mat
     if len(text) > MAX_CHARS:
         raise ValueError(f"expression of {len(text)} characters: at most {MAX_CHARS} allowed")
     try:
-        with warnings.catch_warnings():  # '2x' warns "invalid decimal literal" before failing
+        # the compiler warns on some texts it then refuses or that the walk refuses:
+        # '2x' (invalid decimal literal), "'\\q'" (invalid escape sequence)
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
             tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         detail = getattr(exc, "msg", None) or type(exc).__name__

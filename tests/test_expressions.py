@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import os
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,14 @@ def test_payloads_are_refused_without_side_effect(text, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not allowed|unknown|cannot parse"):
         parse(text, X)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("text", ["2x", "'\\q'", "'\\t\\q' + x"])
+def test_refused_texts_raise_no_compiler_warnings(text):
+    """Python's compiler warns on these before the parser refuses them: the caller sees
+    the ValueError only."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError):
+            parse(text, X)
+    assert [str(w.message) for w in caught] == []

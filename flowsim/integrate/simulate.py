@@ -22,7 +22,7 @@ from flowsim._memory import over_limit
 from flowsim._progress import Progress
 from flowsim.integrate.tableaus import TABLEAUS
 from flowsim.integrate.trajectory import EventRecord, Trajectory, package_versions
-from flowsim.models._base import Model, check_data, no_switching, real_array
+from flowsim.models._base import Model, no_switching, real_array
 
 # Method table: name -> (family, tableau name or discrete rule, adaptive)
 METHODS: dict[str, tuple[str, str | int, bool]] = {
@@ -415,7 +415,7 @@ def simulate(
         t0, theta0 = resume.t_final, resume.theta_final
         scales = dict(resume.scales) if scales is None else scales
     t0 = _check_t0(t0, t_end)
-    X, y = check_data(X, y, net.input_dim)
+    Xa, y = net.prepare_data(X, y)
     theta0 = net.check_theta(real_array("theta0", theta0))
     if not np.all(np.isfinite(theta0)):
         raise ValueError("theta0 contains NaN or infinite values")
@@ -442,7 +442,6 @@ def simulate(
         stored = np.asarray(resume.theta_bar_final, dtype=np.float64)
         if np.array_equal(S, resume.scale_vector) and np.all(np.isfinite(stored)):
             y_bar = stored.copy()  # the normalized state, without the round trip through S
-    Xa = np.ascontiguousarray(net.augment(X))
     dims = net.dims()
     kernels = net.kernels_for(Xa.shape[0])
     P = y_bar.size
@@ -482,12 +481,12 @@ def simulate(
     if switching and not net.has_kinks:
         raise ValueError("switching=True needs a piecewise-linear activation on a two-layer net")
     if switching:
-        mode = np.zeros((net.width, X.shape[0]), dtype=np.int8)
-        aux = np.zeros((net.width, X.shape[0]))
+        mode = np.zeros((net.width, Xa.shape[0]), dtype=np.int8)
+        aux = np.zeros((net.width, Xa.shape[0]))
     else:
         mode, aux = no_switching()
 
-    factor_ok = _factor_supported(net, X.shape[0])
+    factor_ok = _factor_supported(net, Xa.shape[0])
     bdf_ok = factor_ok is True and not switching
     method_log = [(t0, "dopri5" if family == "auto" else method)]
     if family in ("rodas", "bdf") and factor_ok is not True:
@@ -606,7 +605,7 @@ def simulate(
         "max_wall": max_wall,
         "adam": adam if method == "adam" else None,
         "t0": t0,
-        "n_samples": int(X.shape[0]),
+        "n_samples": int(Xa.shape[0]),
         "switching": bool(switching),
     }
     run = Trajectory(

@@ -204,15 +204,24 @@ class Model:
             out[name] = rms if rms > 0 and np.isfinite(rms) else 1.0
         return out
 
+    def prepare_data(self, X: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """Checked, kernel-ready data: ``(Xk, y)`` with ``Xk`` a C-contiguous float64
+        matrix, one row per sample (here ``x~ = (x, 1)``), and ``y`` float64 (n,).
+
+        The one place a model family states the data it takes; a ValueError
+        (TypeError for complex input) names what is wrong.
+        """
+        X, y = check_data(X, y, self.input_dim)
+        return np.ascontiguousarray(self.augment(X)), y
+
     # -- evaluation in original units ------------------------------------------
     def _prepare(self, theta, X, y=None):
         theta = self.check_theta(theta)
         if y is None:
-            X, _ = check_data(X, np.zeros(np.shape(X)[0]), self.input_dim)
-        else:
-            X, y = check_data(X, y, self.input_dim)
+            y = np.zeros(np.shape(X)[0] if np.ndim(X) else 0)
+        Xk, y = self.prepare_data(X, y)
         c, _ = self.flow_constants(self.unit_scales())
-        return theta, self.augment(X), y, c
+        return theta, Xk, y, c
 
     def output(self, theta: ArrayLike, X: ArrayLike) -> np.ndarray:
         """Network output ``f(x_i)``, shape (n,)."""

@@ -21,11 +21,12 @@ from flowsim.integrate.simulate import (
     simulate,
 )
 from flowsim.integrate.trajectory import Trajectory
-from flowsim.models import ThreeLayer, TwoLayer
+from flowsim.models import Attention, ThreeLayer, TwoLayer
 
 __all__ = [
     "METHODS",
     "Activation",
+    "Attention",
     "Event",
     "RunConfig",
     "ThreeLayer",

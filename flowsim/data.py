@@ -269,3 +269,98 @@ def _load(path, base_dir, where) -> tuple[np.ndarray, np.ndarray]:
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
         raise ValueError(f"{where}: {str(file)!r} holds NaN or infinite values")
     return X, y
+
+
+# -- sequences for the attention model (flowsim.Attention) ----------------------------------
+
+
+def _positive(name: str, value, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def gaussian_sequences(n: int = 100, s: int = 10, d: int = 8, *, seed: int = 0,
+                       direction=None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Gaussian token sequences labeled by a planted direction.
+
+    Tokens ``X_ij ~ N(0, I_d)`` i.i.d., ``y_i = sign(w . xbar_i)`` (+1 at 0) with the
+    mean token ``xbar_i = (1/s) sum_j X_ij`` and the unit vector ``w``: ``direction``
+    normalized, or drawn N(0, I_d) (then normalized) after ``X``.
+
+    Parameters
+    ----------
+    n, s, d : int
+        Sequences, tokens per sequence, token dimension.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    direction : array_like, shape (d,), optional
+
+    Returns
+    -------
+    X : ndarray, shape (n, s, d)
+    y : ndarray, shape (n,)
+        Labels -1 and +1 (the exponential loss of [CL25]).
+    """
+    n, s, d = _positive("n", n), _positive("s", s), _positive("d", d)
+    rng = np.random.default_rng(_positive("seed", seed, 0))
+    X = rng.standard_normal((n, s, d))
+    w = rng.standard_normal(d) if direction is None else np.asarray(direction, dtype=np.float64)
+    if w.shape != (d,) or not np.all(np.isfinite(w)) or not np.any(w):
+        raise ValueError(f"direction: must be a finite nonzero vector of shape ({d},)")
+    y = np.where(X.mean(axis=1) @ w >= 0.0, 1.0, -1.0)
+    return X, y
+
+
+def anchor_function(n: int = 1000, s: int = 10, *, anchors=(1, 2, 3, 4), keys=range(5, 37),
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The anchor-function task of [CL25] (their keys 5..100, shrunk for CPU).
+
+    Each sequence holds ``s`` tokens: keys drawn uniformly from ``keys`` and one
+    anchor drawn from ``anchors`` at a uniform position among the first ``s - 1``;
+    the target is the key right after the anchor plus ``anchor mod 2``.  Tokens
+    and targets lie in ``[0, max(keys) + 2)``: use a vocabulary of
+    ``V = max(max(keys) + 2, max(anchors) + 1)`` tokens.
+
+    Parameters
+    ----------
+    n, s : int
+        Sequences and tokens per sequence (s >= 2).
+    anchors, keys : sequences of int
+        Disjoint sets of token ids >= 0.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    ids : ndarray of int64, shape (n, s)
+        Token ids (feed them to ``Attention(..., embedding=E)``).
+    y : ndarray, shape (n,)
+        Target token ids, float64 (the cross-entropy labels).
+
+    References
+    ----------
+    .. [CL25] Chen, Luo. From condensation to rank collapse: a two-stage analysis
+       of transformer training dynamics. NeurIPS 2025. arXiv:2510.06954.
+    """
+    n, s = _positive("n", n), _positive("s", s, 2)
+    rng = np.random.default_rng(_positive("seed", seed, 0))
+    sets = {}
+    for name, values in (("anchors", anchors), ("keys", keys)):
+        message = f"{name}: must be a non-empty sequence of integers >= 0, got {values!r}"
+        try:
+            array = np.array(list(values))
+        except TypeError:
+            raise ValueError(message) from None
+        if array.size == 0 or array.dtype.kind not in "iu" or array.min() < 0:
+            raise ValueError(message)
+        sets[name] = np.unique(array).astype(np.int64)
+    if np.intersect1d(sets["anchors"], sets["keys"]).size:
+        raise ValueError("anchors and keys must be disjoint")
+    ids = rng.choice(sets["keys"], size=(n, s))
+    where = rng.integers(0, s - 1, size=n)
+    anchor = rng.choice(sets["anchors"], size=n)
+    rows = np.arange(n)
+    ids[rows, where] = anchor
+    y = (ids[rows, where + 1] + anchor % 2).astype(np.float64)
+    return ids, y

@@ -242,3 +242,83 @@ def gradient_descent(net, theta0, X, y, lr: float, n_iter: int) -> np.ndarray:
         theta = theta - lr * flat_gradient(net, theta, X, y)
         out[k + 1] = theta
     return out
+
+
+# --------------------------------------------------------------------------- attention
+
+
+def attention_split(theta, d: int, h: int, o: int) -> dict:
+    """``theta = [WQ (d, d), WK (d, d), WV (d, d), W1 (d, h), W2 (h, o)]``, row-major."""
+    shapes = {"WQ": (d, d), "WK": (d, d), "WV": (d, d), "W1": (d, h), "W2": (h, o)}
+    out, start = {}, 0
+    for name, shape in shapes.items():
+        size = shape[0] * shape[1]
+        out[name] = np.asarray(theta[start : start + size], dtype=float).reshape(shape)
+        start += size
+    return out
+
+
+def attention_join(params: dict) -> np.ndarray:
+    return np.concatenate([params[k].ravel() for k in ("WQ", "WK", "WV", "W1", "W2")])
+
+
+def _attention_forward(spec, p, X):
+    """Every position (the full s x s attention matrix), as a transformer computes it."""
+    sigma = sigma_functions(spec)[0]
+    d = X.shape[2]
+    Qm = X @ p["WQ"]
+    Km = X @ p["WK"]
+    A = special.softmax(Qm @ Km.transpose(0, 2, 1) / np.sqrt(d), axis=-1)  # (n, s, s)
+    AX = A @ X
+    Z = AX @ p["WV"] @ p["W1"]
+    F = sigma(Z) @ p["W2"]  # (n, s, o)
+    return Qm, Km, A, AX, Z, F
+
+
+def attention_output(spec, p, X, U=None) -> np.ndarray:
+    """Last token's output (n,), or its logits ``f U^T`` (n, V) when ``U`` is given."""
+    f = _attention_forward(spec, p, np.asarray(X, dtype=float))[-1][:, -1, :]
+    return f @ U.T if U is not None else f[:, 0]
+
+
+def _attention_sample_losses(loss, out, y):
+    """Per-sample losses and their derivatives in ``out`` ((n,) or logits (n, V))."""
+    if loss == "exponential":
+        value = np.exp(-y * out)
+        return value, -y * value
+    if loss == "squared":
+        return 0.5 * (out - y) ** 2, out - y
+    labels = y.astype(int)
+    lse = special.logsumexp(out, axis=1)
+    onehot = np.eye(out.shape[1])[labels]
+    return lse - out[np.arange(out.shape[0]), labels], special.softmax(out, axis=1) - onehot
+
+
+def attention_loss(spec, p, X, y, loss, U=None) -> float:
+    out = attention_output(spec, p, X, U)
+    return float(np.mean(_attention_sample_losses(loss, out, np.asarray(y, dtype=float))[0]))
+
+
+def attention_gradient(spec, p, X, y, loss, U=None) -> dict:
+    """Hand-written backpropagation through every position of the full attention."""
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n, s, d = X.shape
+    dsigma = sigma_functions(spec)[1]
+    Qm, Km, A, AX, Z, F = _attention_forward(spec, p, X)
+    f = F[:, -1, :]
+    out = f @ U.T if U is not None else f[:, 0]
+    dout = _attention_sample_losses(loss, out, y)[1] / n
+    dF = np.zeros_like(F)
+    dF[:, -1, :] = dout @ U if U is not None else dout[:, None]
+    grads = {"W2": np.einsum("nsh,nso->ho", sigma_functions(spec)[0](Z), dF)}
+    dZ = (dF @ p["W2"].T) * dsigma(Z)
+    AXV = AX @ p["WV"]
+    grads["W1"] = np.einsum("nsd,nsh->dh", AXV, dZ)
+    dAXV = dZ @ p["W1"].T
+    grads["WV"] = np.einsum("nsd,nse->de", AX, dAXV)
+    dA = (dAXV @ p["WV"].T) @ X.transpose(0, 2, 1)  # (n, s, s)
+    dS = A * (dA - np.sum(dA * A, axis=-1, keepdims=True)) / np.sqrt(d)
+    grads["WQ"] = np.einsum("nsd,nse->de", X, dS @ Km)
+    grads["WK"] = np.einsum("nsd,nse->de", X, dS.transpose(0, 2, 1) @ Qm)
+    return grads

@@ -1,0 +1,504 @@
+"""One-layer, one-head attention kernels (template; see :mod:`flowsim._codegen`).
+
+``theta = [WQ (d, d), WK (d, d), WV (d, d), W1 (d, h), W2 (h, o)]``, each
+row-major, in normalized variables; ``X`` is (n, s d): sample i's tokens
+``X_i1 .. X_is`` (rows of length d) one after the other, s = ``X.shape[1] // d``.
+``dims = [d, h, o, loss, V]`` (o = 1, or o = d with a vocabulary of V tokens for
+cross-entropy).  ``c = [c_z, c_u, c_f, k_Q, k_K, k_V, k_1, k_2, U (V, d) row-major]``::
+
+    q   = X_is WQ,   r = q WK^T                (only the last query row matters)
+    z_j = c_z X_ij . r,    p = softmax(z),    xbar = sum_j p_j X_ij
+    u   = c_u xbar WV W1,  f = c_f sigma(u) W2                          (o-vector)
+    loss 0 (exponential):   l_i = exp(-y_i f)
+    loss 1 (squared):       l_i = (f - y_i)^2 / 2
+    loss 2 (cross-entropy): l_i = logsumexp(f U^T) - (f U^T)_{y_i}
+    R = (1/n) sum_i l_i,    d(layer)/dt = -k_layer dR/d(layer)
+
+The gradient is backpropagation through the last query row, fused over the
+sequence: per sample, vectors of length d, h, o and s only.  Samples go in
+blocks of :data:`SAMPLE_BLOCK`; every product runs in the axpy form (a row of a
+matrix, or of its transposed copy, times a scalar, added to a vector:
+contiguous, vectorized), each row read once per block; the dot products over
+tokens run in eight interleaved partial sums.  Samples are cut into
+:func:`sample_chunks` chunks fixed by n and the sizes; each chunk keeps its own
+gradient sums, added in chunk order: the result does not depend on the thread
+count (no BLAS: OpenBLAS's sums over samples change with its thread count).
+"""
+
+import math
+
+import numpy as np
+from numba import prange
+
+from flowsim._jit import PARALLEL_MIN_WORK, jit, pjit
+from flowsim.models._placeholder import sigma_dsigma
+
+# --- template body ---
+
+LOSS_EXPONENTIAL = 0
+LOSS_SQUARED = 1
+LOSS_CROSS_ENTROPY = 2
+N_CONSTANTS = 8
+"""Constants before the unembedding in ``c``."""
+
+ATTENTION_CHUNKS = 8
+"""Chunks of samples of the parallel passes (fixed: not the thread count)."""
+
+SAMPLE_BLOCK = 8
+"""Samples per block: each weight and gradient row is read once per block."""
+
+
+@jit
+def sample_chunks(n, dims):
+    """1 below :data:`PARALLEL_MIN_WORK` multiply-adds per pass, else a fixed count."""
+    d = dims[0]
+    h = dims[1]
+    if n * (2 * d * d + 3 * d * h + h * dims[2]) < PARALLEL_MIN_WORK:
+        return 1
+    return min(ATTENTION_CHUNKS, n)
+
+
+@jit
+def _layout(dims):
+    """Offsets of WK, WV, W1, W2 in theta, and its length."""
+    d = dims[0]
+    h = dims[1]
+    oV = 2 * d * d
+    o1 = 3 * d * d
+    o2 = o1 + d * h
+    return d * d, oV, o1, o2, o2 + h * dims[2]
+
+
+@jit
+def _matrices(theta, dims):
+    """Views WQ (d, d), WK (d, d), WV (d, d), W1 (d, h), W2 (h, o) into a flat vector."""
+    d = dims[0]
+    h = dims[1]
+    oK, oV, o1, o2, P = _layout(dims)
+    return (theta[:oK].reshape((d, d)), theta[oK:oV].reshape((d, d)),
+            theta[oV:o1].reshape((d, d)), theta[o1:o2].reshape((d, h)),
+            theta[o2:P].reshape((h, dims[2])))  # fmt: skip
+
+
+@jit
+def _dot8(a, b):
+    """sum_j a[j] b[j] in eight interleaved partial sums added in a fixed order
+    (vectorized; the same on every run)."""
+    L = a.size
+    whole = L - L % 8
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    for j in range(0, whole, 8):
+        s0 += a[j] * b[j]
+        s1 += a[j + 1] * b[j + 1]
+        s2 += a[j + 2] * b[j + 2]
+        s3 += a[j + 3] * b[j + 3]
+        s4 += a[j + 4] * b[j + 4]
+        s5 += a[j + 5] * b[j + 5]
+        s6 += a[j + 6] * b[j + 6]
+        s7 += a[j + 7] * b[j + 7]
+    tail = 0.0
+    for j in range(whole, L):
+        tail += a[j] * b[j]
+    return tail + (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)))
+
+
+@jit
+def _row_product(x, M, out):
+    """out = x M (x: K values, M: (K, N), C-contiguous): four rows of M per pass over
+    ``out`` (vectorized over its N entries); each entry summed over k in order."""
+    K = M.shape[0]
+    N = M.shape[1]
+    K4 = K - K % 4
+    out[:] = 0.0
+    for k in range(0, K4, 4):
+        x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
+        m0, m1, m2, m3 = M[k], M[k + 1], M[k + 2], M[k + 3]
+        for j in range(N):
+            out[j] = out[j] + x0 * m0[j] + x1 * m1[j] + x2 * m2[j] + x3 * m3[j]
+    for k in range(K4, K):
+        x0 = x[k]
+        m0 = M[k]
+        for j in range(N):
+            out[j] += x0 * m0[j]
+
+
+@jit
+def _product(A, nb, M, out):
+    """out[:nb] = A[:nb] M (rows of A: K values; M: (K, N); C-contiguous).
+
+    Two rows of ``out`` at a time, four rows of M per pass over them: each row of M
+    loaded once per pair of rows, inner loops contiguous (vectorized).  Every entry
+    is summed over k in order, exactly as :func:`_row_product` sums it.
+    """
+    K = M.shape[0]
+    N = M.shape[1]
+    K4 = K - K % 4
+    for b in range(0, nb - 1, 2):
+        o0, o1, a0, a1 = out[b], out[b + 1], A[b], A[b + 1]
+        o0[:] = 0.0
+        o1[:] = 0.0
+        for k in range(0, K4, 4):
+            x0, x1, x2, x3 = a0[k], a0[k + 1], a0[k + 2], a0[k + 3]
+            w0, w1, w2, w3 = a1[k], a1[k + 1], a1[k + 2], a1[k + 3]
+            m0, m1, m2, m3 = M[k], M[k + 1], M[k + 2], M[k + 3]
+            for j in range(N):
+                v0, v1, v2, v3 = m0[j], m1[j], m2[j], m3[j]
+                o0[j] = o0[j] + x0 * v0 + x1 * v1 + x2 * v2 + x3 * v3
+                o1[j] = o1[j] + w0 * v0 + w1 * v1 + w2 * v2 + w3 * v3
+        for k in range(K4, K):
+            x0, w0, m0 = a0[k], a1[k], M[k]
+            for j in range(N):
+                o0[j] += x0 * m0[j]
+                o1[j] += w0 * m0[j]
+    if nb % 2:
+        _row_product(A[nb - 1], M, out[nb - 1])
+
+
+@jit
+def _outer_add(G, A, B, nb):
+    """G += A[:nb]^T B[:nb] (G: (K, N); rows of A: K values, of B: N values).
+
+    Eight rows of B per pass over a row of G (vectorized), then one at a time:
+    the rows are added in order.
+    """
+    K = G.shape[0]
+    N = G.shape[1]
+    nb8 = nb - nb % 8
+    for b in range(0, nb8, 8):
+        b0, b1, b2, b3 = B[b], B[b + 1], B[b + 2], B[b + 3]
+        b4, b5, b6, b7 = B[b + 4], B[b + 5], B[b + 6], B[b + 7]
+        for a in range(K):
+            x0, x1, x2, x3 = A[b, a], A[b + 1, a], A[b + 2, a], A[b + 3, a]
+            x4, x5, x6, x7 = A[b + 4, a], A[b + 5, a], A[b + 6, a], A[b + 7, a]
+            row = G[a]
+            for j in range(N):
+                row[j] = (row[j] + x0 * b0[j] + x1 * b1[j] + x2 * b2[j] + x3 * b3[j]
+                          + x4 * b4[j] + x5 * b5[j] + x6 * b6[j] + x7 * b7[j])  # fmt: skip
+    for b in range(nb8, nb):
+        b0 = B[b]
+        for a in range(K):
+            x0 = A[b, a]
+            row = G[a]
+            for j in range(N):
+                row[j] += x0 * b0[j]
+
+
+@jit
+def _merged(theta, dims):
+    """M = WQ WK^T (d, d), N = WV W1 (d, h) and N^T (h, d): the weights that the
+    forward pass needs (two products per sample instead of four)."""
+    d = dims[0]
+    WQ, WK, WV, W1, W2 = _matrices(theta, dims)
+    M = np.empty((d, d))
+    N = np.empty((d, dims[1]))
+    _product(WQ, d, np.ascontiguousarray(WK.T), M)
+    _product(WV, d, W1, N)
+    return M, N, np.ascontiguousarray(N.T)
+
+
+@jit
+def _unembedding(c, dims):
+    """U (V, d) and its transpose (d, V) for cross-entropy; empty matrices otherwise."""
+    if dims[3] != LOSS_CROSS_ENTROPY:
+        return np.empty((0, 0)), np.empty((0, 0))
+    U = c[N_CONSTANTS : N_CONSTANTS + dims[4] * dims[0]].reshape((dims[4], dims[0]))
+    return U, np.ascontiguousarray(U.T)
+
+
+@jit
+def _buffers(dims, s):
+    """Per-block buffers, one row per sample: xs, r, p, xbar, u, g, sigma', f, logits,
+    dl (dl: dl_i/d logits or dl_i/df)."""
+    d = dims[0]
+    h = dims[1]
+    o = dims[2]
+    V = dims[4] if dims[3] == LOSS_CROSS_ENTROPY else 1
+    B = SAMPLE_BLOCK
+    return (np.empty((B, d)), np.empty((B, d)), np.empty((B, s)), np.empty((B, d)),
+            np.empty((B, h)), np.empty((B, h)), np.empty((B, h)), np.empty((B, o)),
+            np.empty((B, V)), np.empty((B, V)))  # fmt: skip
+
+
+@jit
+def _forward_block(X, i0, nb, c, dims, M, N, W2, UT, buffers):
+    """Forward pass of samples i0 .. i0 + nb - 1 into the buffers' rows:
+    ``r = X_is M``, ``p = softmax(c_z X_i r)``, ``xbar = p X_i``, ``u = xbar N``
+    (c_u applied in sigma), ``f = c_f sigma(c_u u) W2``."""
+    xs, r, p, xbar, u, g, dg, f, logits, dl = buffers
+    d = dims[0]
+    s = X.shape[1] // d
+    for b in range(nb):
+        xs[b] = X[i0 + b, (s - 1) * d :]
+    _product(xs, nb, M, r)
+    for b in range(nb):
+        Xi = X[i0 + b].reshape((s, d))
+        z = p[b]
+        zmax = -np.inf
+        for j in range(s):
+            z[j] = c[0] * _dot8(Xi[j], r[b])
+            zmax = max(zmax, z[j])
+        total = 0.0
+        for j in range(s):
+            z[j] = math.exp(z[j] - zmax)
+            total += z[j]
+        for j in range(s):
+            z[j] /= total
+        _row_product(z, Xi, xbar[b])
+    _product(xbar, nb, N, u)
+    for b in range(nb):
+        for k in range(u.shape[1]):
+            sk, dsk = sigma_dsigma(c[1] * u[b, k])
+            g[b, k] = sk
+            dg[b, k] = dsk
+    _product(g, nb, W2, f)
+    f[:nb] *= c[2]
+    if dims[3] == LOSS_CROSS_ENTROPY:
+        _product(f, nb, UT, logits)
+
+
+@jit
+def _loss_one(f, logits, yi, loss_kind, df):
+    """Sample loss; ``df`` = its derivative in the logits (cross-entropy) or f."""
+    if loss_kind == LOSS_EXPONENTIAL:
+        value = math.exp(-yi * f[0])
+        df[0] = -yi * value
+        return value
+    if loss_kind == LOSS_SQUARED:
+        df[0] = f[0] - yi
+        return 0.5 * df[0] * df[0]
+    lmax = -np.inf
+    for v in range(logits.size):
+        lmax = max(lmax, logits[v])
+    total = 0.0
+    for v in range(logits.size):
+        df[v] = math.exp(logits[v] - lmax)
+        total += df[v]
+    label = int(yi)
+    value = math.log(total) + lmax - logits[label]
+    for v in range(logits.size):
+        df[v] /= total
+    df[label] -= 1.0
+    return value
+
+
+@pjit
+def _forward_pass(theta, X, y, c, dims, nch, values, out):
+    """Per sample: ``values[i]`` its loss (y given) and ``out`` its output row
+    (o values, or the V logits for cross-entropy) when ``out`` is not empty."""
+    n = X.shape[0]
+    s = X.shape[1] // dims[0]
+    W2 = _matrices(theta, dims)[4]
+    M, N, NT = _merged(theta, dims)
+    U, UT = _unembedding(c, dims)
+    for ch in prange(nch):
+        buffers = _buffers(dims, s)
+        f, logits, dl = buffers[7], buffers[8], buffers[9]
+        rows = logits if dims[3] == LOSS_CROSS_ENTROPY else f
+        width = rows.shape[1]
+        stop = (ch + 1) * n // nch
+        for i0 in range(ch * n // nch, stop, SAMPLE_BLOCK):
+            nb = min(SAMPLE_BLOCK, stop - i0)
+            _forward_block(X, i0, nb, c, dims, M, N, W2, UT, buffers)
+            for b in range(nb):
+                if y.size:
+                    values[i0 + b] = _loss_one(f[b], logits[b], y[i0 + b], dims[3], dl[b])
+                if out.size:
+                    for k in range(width):
+                        out[(i0 + b) * width + k] = rows[b, k]
+
+
+@jit
+def _forward(theta, X, y, c, dims, values, out):
+    nch = sample_chunks(X.shape[0], dims)
+    if nch == 1:
+        _forward_pass_serial(theta, X, y, c, dims, nch, values, out)  # noqa: F821 - twin
+    else:
+        _forward_pass(theta, X, y, c, dims, nch, values, out)
+
+
+@jit
+def predict(theta, X, c, dims, out):
+    """out = the outputs, flat (n o), or (n V) logits for cross-entropy."""
+    _forward(theta, X, np.empty(0), c, dims, np.empty(0), out)
+
+
+@jit
+def loss(theta, X, y, c, dims):
+    """R = (1/n) sum_i l_i (samples added in order)."""
+    n = X.shape[0]
+    values = np.empty(n)
+    _forward(theta, X, y, c, dims, values, np.empty(0))
+    total = 0.0
+    for i in range(n):
+        total += values[i]
+    return total / n
+
+
+@jit
+def _sums(Gc, dims):
+    """Views of one chunk's sums: dM = sum_i X_is^T dr_i (d, d), Gx = sum_i xbar_i^T
+    du_i (d, h), g2 = sum_i g_i^T df_i (h, o)."""
+    d = dims[0]
+    h = dims[1]
+    oG = d * d
+    o2 = oG + d * h
+    return (Gc[:oG].reshape((d, d)), Gc[oG:o2].reshape((d, h)),
+            Gc[o2 : o2 + h * dims[2]].reshape((h, dims[2])))  # fmt: skip
+
+
+@pjit
+def _flow_pass(theta, X, y, c, dims, nch, G, values):
+    """Per chunk ``G[ch]`` = its samples' sums (:func:`_sums`); ``values[i] = l_i``."""
+    n = X.shape[0]
+    d = dims[0]
+    h = dims[1]
+    o = dims[2]
+    s = X.shape[1] // d
+    W2 = _matrices(theta, dims)[4]
+    W2T = np.ascontiguousarray(W2.T)
+    M, N, NT = _merged(theta, dims)
+    U, UT = _unembedding(c, dims)
+    cross_entropy = dims[3] == LOSS_CROSS_ENTROPY
+    czu = c[0] * c[1]
+    for ch in prange(nch):
+        buffers = _buffers(dims, s)
+        xs, r, p, xbar, u, g, dg, f, logits, dl = buffers
+        B = SAMPLE_BLOCK
+        df = np.empty((B, o))
+        du = np.empty((B, h))
+        dx = np.empty((B, d))
+        dr = np.empty((B, d))
+        w = np.empty(s)
+        Gc = G[ch]
+        Gc[:] = 0.0  # by the thread that fills it
+        dM, Gx, g2 = _sums(Gc, dims)
+        stop = (ch + 1) * n // nch
+        for i0 in range(ch * n // nch, stop, B):
+            nb = min(B, stop - i0)
+            _forward_block(X, i0, nb, c, dims, M, N, W2, UT, buffers)
+            for b in range(nb):
+                values[i0 + b] = _loss_one(f[b], logits[b], y[i0 + b], dims[3], dl[b])
+            if cross_entropy:  # df = dl U
+                _product(dl, nb, U, df)
+            else:
+                df[:nb, 0] = dl[:nb, 0]
+            _outer_add(g2, g, df, nb)  # dW2 = c_f g^T df
+            _product(df, nb, W2T, du)  # du = c_f (W2 df) * sigma'(c_u u)
+            for b in range(nb):
+                for k in range(h):
+                    du[b, k] *= c[2] * dg[b, k]
+            _outer_add(Gx, xbar, du, nb)  # dN = c_u xbar^T du
+            _product(du, nb, NT, dx)  # dxbar = c_u du N^T
+            for b in range(nb):
+                Xi = X[i0 + b].reshape((s, d))
+                pb = p[b]
+                mean = 0.0
+                for j in range(s):  # dp_j = X_ij . dxbar
+                    w[j] = _dot8(Xi[j], dx[b])
+                    mean += pb[j] * w[j]
+                for j in range(s):  # dr = c_z sum_j p_j (dp_j - mean) X_ij
+                    w[j] = czu * pb[j] * (w[j] - mean)
+                _row_product(w, Xi, dr[b])
+            _outer_add(dM, xs, dr, nb)  # dM = X_is^T dr
+
+
+@jit
+def flow(theta, X, y, c, dims, mode, aux, out):
+    """out = d theta / dt (the negative scaled gradient); returns the loss at theta
+    (``mode``, ``aux`` unused: no switching treatment for attention).
+
+    The chunks' sums dM, dN = c_u Gx, dW2 (:func:`_sums`) give the gradient through
+    M = WQ WK^T and N = WV W1: dWQ = dM WK, dWK = dM^T WQ, dWV = dN W1^T,
+    dW1 = WV^T dN.
+    """
+    n = X.shape[0]
+    d = dims[0]
+    h = dims[1]
+    oK, oV, o1, o2, P = _layout(dims)
+    nch = sample_chunks(n, dims)
+    width = d * d + d * h + h * dims[2]
+    G = np.empty((nch, width))
+    values = np.empty(n)
+    if nch == 1:
+        _flow_pass_serial(theta, X, y, c, dims, nch, G, values)  # noqa: F821 - twin
+    else:
+        _flow_pass(theta, X, y, c, dims, nch, G, values)
+    _reduce_chunks(G, nch, width)
+    dM, Gx, g2 = _sums(G[0], dims)
+    WQ, WK, WV, W1, W2 = _matrices(theta, dims)
+    grad = np.zeros(P)
+    gQ, gK, gV, g1, gW2 = _matrices(grad, dims)
+    _product(dM, d, WK, gQ)
+    _outer_add(gK, dM, WQ, d)
+    _product(Gx, d, np.ascontiguousarray(W1.T), gV)
+    _outer_add(g1, WV, Gx, d)
+    gW2[:] = g2
+    bounds = (0, oK, oV, o1, o2, P)
+    factors = (1.0, 1.0, c[1], c[1], c[2])
+    for layer in range(5):
+        scale = -c[3 + layer] * factors[layer] / n
+        for k in range(bounds[layer], bounds[layer + 1]):
+            out[k] = scale * grad[k]
+    total = 0.0
+    for i in range(n):
+        total += values[i]
+    return total / n
+
+
+@pjit
+def _reduce_chunks(G, nch, P):
+    """G[0] = sum of the chunks' rows, added in chunk order (blocks of parameters)."""
+    block = 4096
+    nb = (P + block - 1) // block
+    for b in prange(nb):
+        for ch in range(1, nch):
+            for k in range(b * block, min(P, (b + 1) * block)):
+                G[0, k] += G[ch, k]
+
+
+@jit
+def max_neuron_norm(theta, dims):
+    """max_k |W1[:, k]|: the largest incoming weight vector of a hidden neuron
+    (normalized units)."""
+    W1 = _matrices(theta, dims)[3]
+    best = 0.0
+    for k in range(W1.shape[1]):
+        acc = 0.0
+        for e in range(W1.shape[0]):
+            acc += W1[e, k] ** 2
+        best = max(best, acc)
+    return math.sqrt(best)
+
+
+@jit
+def layer_norms(theta, dims, out):
+    """out = Frobenius norms of [WQ, WK, WV, W1, W2] (normalized units)."""
+    oK, oV, o1, o2, P = _layout(dims)
+    bounds = (0, oK, oV, o1, o2, P)
+    for layer in range(5):
+        acc = 0.0
+        for k in range(bounds[layer], bounds[layer + 1]):
+            acc += theta[k] * theta[k]
+        out[layer] = math.sqrt(acc)
+
+
+# switching: no kink treatment for attention; the no-op switching kernels come
+# from flowsim.models._smooth_switching (Attention).
+
+
+# -- linearly implicit steps: not available for attention (simulate refuses "rodas", "bdf") --
+
+
+@jit
+def newton_work_size(dims, n):
+    return 1
+
+
+@jit
+def newton_factor(theta, X, y, c, dims, shift, work):
+    return False
+
+
+@jit
+def newton_solve(work, dims, n, rhs, out):
+    out[:] = rhs

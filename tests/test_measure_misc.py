@@ -372,3 +372,120 @@ def test_amplitude_wasserstein_errors():
 def test_public_api():
     for name in fm.__all__:
         assert hasattr(fm, name)
+
+
+# --- attention measures ([CL25]) --------------------------------------------------------
+
+
+def test_effective_rank_and_ratio_vectorized_exact_values():
+    U = ortho_group.rvs(5, random_state=3)
+    V = ortho_group.rvs(4, random_state=4)
+    rank_one = 3.0 * np.outer(U[:, 0], V[:, 0])
+    stack = np.stack(
+        [rank_one, np.eye(5)[:, :4] * 2.0, U[:, :4] @ np.diag([4.0, 2.0, 1.0, 1.0]) @ V.T]
+    )
+    p = np.array([4.0, 2.0, 1.0, 1.0]) / 8.0
+    np.testing.assert_allclose(
+        fm.effective_rank(stack), [1.0, 4.0, np.exp(-(p * np.log(p)).sum())], rtol=1e-12
+    )
+    assert fm.effective_rank(np.eye(7)) == pytest.approx(7.0, rel=1e-14)
+    np.testing.assert_allclose(fm.singular_value_ratio(stack), [0.0, 1.0, 0.5], atol=1e-15)
+    assert fm.singular_value_ratio(np.zeros((3, 3))) == 0.0
+    assert fm.singular_value_ratio(np.ones((1, 4))) == 0.0
+    assert fm.effective_rank(np.zeros((2, 3, 3))).tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="2D matrix or a stack"):
+        fm.singular_value_ratio(np.ones(3))
+
+
+def test_cosine_with_direction():
+    v = np.array([3.0, 4.0])
+    W = np.array([[3.0, -6.0, 0.0, 4.0], [4.0, -8.0, 0.0, -3.0]])  # columns: v, -2v, 0, v-perp
+    np.testing.assert_allclose(fm.cosine_with(W, v), [1.0, -1.0, 0.0, 0.0], atol=1e-15)
+    np.testing.assert_allclose(
+        fm.cosine_with(W.T, v, axis="rows"), [1.0, -1.0, 0.0, 0.0], atol=1e-15
+    )
+    theta = 0.3
+    rotated = np.array([[np.cos(theta)], [np.sin(theta)]])
+    stack = np.stack([rotated, 2 * rotated])  # a time axis
+    np.testing.assert_allclose(fm.cosine_with(stack, [1.0, 0.0]), [[np.cos(theta)]] * 2, rtol=1e-15)
+    with pytest.raises(ValueError, match="axis: must be one of"):
+        fm.cosine_with(W, v, axis="diagonal")
+    with pytest.raises(ValueError, match=r"direction must have shape \(2,\)"):
+        fm.cosine_with(W, [1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="direction is zero"):
+        fm.cosine_with(W, [0.0, 0.0])
+
+
+def test_reordered_similarity_blocks_and_explicit_order():
+    u, w = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 1.0]) / np.sqrt(2)
+    W = np.array([u, 2 * w, -u, 3 * u, -w])  # orientations +-u, +-w
+    C, perm = fm.reordered_similarity(W)
+    assert sorted(perm.tolist()) == list(range(5))
+    np.testing.assert_allclose(C, fm.cosine_similarity(W)[np.ix_(perm, perm)])
+    # eigenvector order: rows of one orientation are contiguous
+    labels = [
+        ("u" if abs(row[0]) > 0 else "w") + ("+" if row.sum() > 0 else "-") for row in W[perm]
+    ]
+    runs = [key for key, _ in itertools.groupby(labels)]
+    assert len(runs) == len(set(labels)) == 4
+    C2, perm2 = fm.reordered_similarity(W, order=[4, 3, 2, 1, 0])
+    assert perm2.tolist() == [4, 3, 2, 1, 0]
+    assert C2[0, 0] == pytest.approx(1.0) and C2[0, 3] == pytest.approx(-1.0)  # -w against 2w
+    with pytest.raises(ValueError, match="order: must be a permutation of range"):
+        fm.reordered_similarity(W, order=[0, 0, 1, 2, 3])
+    with pytest.raises(ValueError, match="order: must be one of"):
+        fm.reordered_similarity(W, order="random")
+
+
+def test_relative_change_of_a_group():
+    WQ0, WK0 = np.ones((2, 2)), np.zeros((2, 3))  # |group_0| = 2
+    WQt = np.stack([WQ0, 2 * WQ0])
+    WKt = np.stack([WK0, np.full((2, 3), np.sqrt(2.0 / 6.0))])  # adds |.| = sqrt(2)
+    dist = fm.relative_change([WQt, WKt], [WQ0, WK0])
+    np.testing.assert_allclose(dist, [0.0, np.sqrt(4.0 + 2.0) / 2.0], rtol=1e-14)
+    norm = fm.relative_change([WQt, WKt], [WQ0, WK0], measure="norm")
+    np.testing.assert_allclose(norm, [0.0, np.sqrt(16.0 + 2.0) / 2.0 - 1.0], rtol=1e-14)
+    assert fm.relative_change([2 * WQ0], [WQ0], measure="norm") == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="measure: must be one of"):
+        fm.relative_change([WQ0], [WQ0], measure="angle")
+    with pytest.raises(ValueError, match=r"group_t\[1\] must have shape"):
+        fm.relative_change([WQt, WK0], [WQ0, WK0])
+    with pytest.raises(ValueError, match="group_0 is zero"):
+        fm.relative_change([WK0], [WK0], measure="norm")
+
+
+def test_principal_angles_constructed_and_against_scipy(rng):
+    from scipy.linalg import subspace_angles
+
+    # span(e1, e2) against span(cos a e1 + sin a e3, cos b e2 + sin b e4): angles a, b exactly
+    a, b = 0.2, 1e-7
+    A = np.eye(5)[:, :2] @ np.array([[2.0, 1.0], [0.0, 3.0]])  # a non-orthonormal basis
+    B = np.zeros((5, 2))
+    B[[0, 2], 0] = np.cos(a), np.sin(a)
+    B[[1, 3], 1] = np.cos(b), np.sin(b)
+    np.testing.assert_allclose(fm.principal_angles(A, B), [b, a], rtol=1e-9)
+    for _ in range(3):
+        P, Q = rng.standard_normal((7, 3)), rng.standard_normal((7, 2))
+        np.testing.assert_allclose(
+            fm.principal_angles(P, Q), np.sort(subspace_angles(P, Q)), rtol=1e-10, atol=1e-14
+        )
+    stack = fm.principal_angles(np.stack([A, A]), np.stack([B, A]))
+    np.testing.assert_allclose(stack[0], [b, a], rtol=1e-9)
+    np.testing.assert_allclose(stack[1], [0.0, 0.0], atol=1e-12)
+    with pytest.raises(ValueError, match="same number of rows"):
+        fm.principal_angles(np.ones((3, 1)), np.ones((4, 1)))
+
+
+def test_singular_subspace_recovers_planted_vectors():
+    U = ortho_group.rvs(4, random_state=5)
+    V = ortho_group.rvs(3, random_state=6)
+    M = U[:, :3] @ np.diag([5.0, 2.0, 1.0]) @ V.T
+    left = fm.singular_subspace(M)
+    right = fm.singular_subspace(M, 2, side="right")
+    assert left.shape == (4, 1) and right.shape == (3, 2)
+    assert fm.principal_angles(left, U[:, :1])[0] < 1e-7
+    np.testing.assert_allclose(fm.principal_angles(right, V[:, :2]), 0.0, atol=1e-7)
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, 3\]"):
+        fm.singular_subspace(M, 4)
+    with pytest.raises(ValueError, match="side: must be one of"):
+        fm.singular_subspace(M, side="up")

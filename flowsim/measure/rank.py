@@ -1,4 +1,4 @@
-"""Effective rank of a matrix (Roy & Vetterli 2007).
+"""Effective rank (Roy & Vetterli 2007) and sigma_2/sigma_1 of a matrix or a stack of them.
 
 Used to follow rank collapse: the condensed input-weight matrix of a
 two-layer net tends to rank ~ (number of lines), the second-layer matrix of a
@@ -22,7 +22,7 @@ import numpy as np
 from flowsim.measure._checks import check_finite
 
 
-def effective_rank(M) -> float:
+def effective_rank(M):
     """Effective rank ``exp(H(p))``, ``p_i = s_i / sum_j s_j`` over the singular values.
 
     ``H(p) = -sum_i p_i log p_i`` (natural log, ``0 log 0 = 0``). For a
@@ -31,33 +31,69 @@ def effective_rank(M) -> float:
 
     Parameters
     ----------
-    M : array_like, shape (r, c)
-        The matrix.
+    M : array_like, shape (r, c) or (..., r, c)
+        The matrix, or a stack of them (e.g. a time series).
 
     Returns
     -------
-    float
+    float or ndarray of shape (...)
         The effective rank; 0.0 for the zero matrix or an empty one.
 
     Raises
     ------
     ValueError
-        If ``M`` is not 2D or holds NaN or infinity.
+        If ``M`` has fewer than 2 dimensions or holds NaN or infinity.
 
     References
     ----------
     .. [RV07] Roy, Vetterli, EUSIPCO 2007 (definition).
     .. [CL25] Chen, Luo, arXiv:2510.06954 (rank collapse of key-query matrices).
     """
+    s = _singular_values(M)
+    total = s.sum(axis=-1, keepdims=True)
+    p = np.divide(s, total, out=np.zeros_like(s), where=total > 0)
+    logs = np.log(p, out=np.zeros_like(p), where=p > 0)
+    erank = np.where(total[..., 0] > 0, np.exp(-np.sum(p * logs, axis=-1)), 0.0)
+    return float(erank) if erank.ndim == 0 else erank
+
+
+def singular_value_ratio(M):
+    """``sigma_2 / sigma_1``: how far a matrix is from rank one (0 for rank <= 1).
+
+    Parameters
+    ----------
+    M : array_like, shape (r, c) or (..., r, c)
+
+    Returns
+    -------
+    float or ndarray of shape (...)
+        0.0 for the zero matrix and for matrices with a single row or column.
+
+    Raises
+    ------
+    ValueError
+        If ``M`` has fewer than 2 dimensions or holds NaN or infinity.
+
+    References
+    ----------
+    .. [CL25] Chen, Luo, arXiv:2510.06954 (sigma_2/sigma_1 of WQ decays like
+       ``exp(-(s_1 - s_2) t)`` in stage 2).
+    """
+    s = _singular_values(M)
+    if s.shape[-1] < 2:
+        ratio = np.zeros(s.shape[:-1])
+    else:
+        top = s[..., 0]
+        ratio = np.divide(s[..., 1], top, out=np.zeros_like(top), where=top > 0)
+    return float(ratio) if ratio.ndim == 0 else ratio
+
+
+def _singular_values(M) -> np.ndarray:
+    """Singular values, descending, of a matrix or a stack of matrices (checked input)."""
     M = np.asarray(M, dtype=np.float64)
-    if M.ndim != 2:
-        raise ValueError(f"M must be a 2D matrix, got an array of shape {M.shape}")
+    if M.ndim < 2:
+        raise ValueError(f"M must be a 2D matrix or a stack (..., r, c), got shape {M.shape}")
     check_finite(M, "M")
-    if M.size == 0:
-        return 0.0
-    s = np.linalg.svd(M, compute_uv=False)
-    total = s.sum()
-    if not total > 0:
-        return 0.0
-    p = s[s > 0] / total
-    return float(np.exp(-np.sum(p * np.log(p))))
+    if M.shape[-1] == 0 or M.shape[-2] == 0:
+        return np.zeros(M.shape[:-2] + (0,))
+    return np.linalg.svd(M, compute_uv=False)

@@ -15,6 +15,8 @@ SCRIPTS = [
     "three_layer",
     "relu_invariant",
     "saxe",
+    "embedding",
+    "attention",
 ]
 
 __all__ = ["SCRIPTS"]

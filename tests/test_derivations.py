@@ -221,3 +221,20 @@ def test_engine_constants_equal_the_derivation(normalized, act, kind):
         c, T = net.flow_constants({"a": beta1, "W": beta2})
         np.testing.assert_allclose(c, np.array(derived(alpha, beta1, beta2), float), rtol=1e-14)
         assert T == pytest.approx(beta1 * beta2, rel=1e-15)
+
+
+def test_attention_library_equals_the_derivation(rng):
+    """flowsim.theory.attention's grad E and F are derivations.attention's, at random numbers."""
+    from derivations import attention
+    from flowsim.theory import stage1, stage2
+
+    n, s, d, h = 3, 4, 3, 2
+    X, y = rng.standard_normal((n, s, d)), rng.choice([-1.0, 1.0], n)
+    WV, W1, W2 = rng.standard_normal((d, d)), rng.standard_normal((d, h)), rng.standard_normal(h)
+    st = stage1(X, y, activation=None)
+    want = attention.lo_rhs(sp.Matrix([st.v]), sp.Matrix(WV), sp.Matrix(W1), sp.Matrix(W2))
+    for got, ref in zip(st.rhs(WV, W1, W2), want, strict=True):
+        np.testing.assert_allclose(got, np.array(ref, float).reshape(got.shape), rtol=1e-12)
+    Xs = [sp.Matrix(Xi) for Xi in X]
+    F = attention.stage2_F(Xs, list(y), sp.Matrix(WV @ W1 @ W2), d)
+    np.testing.assert_allclose(stage2(WV, W1, W2, X, y).F, np.array(F, float), rtol=1e-12)

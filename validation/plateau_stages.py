@@ -70,7 +70,6 @@ References
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize
 
 import flowsim as fs
 import flowsim.measure as fm
@@ -143,17 +142,6 @@ def _merge(net, theta):
     return narrow, narrow.pack(a=np.array(a_K), W=np.array(W_K)), found
 
 
-def _hessian(net, theta, X, y):
-    """Symmetrized central-difference Jacobian of the analytic gradient."""
-    H = np.empty((theta.size, theta.size))
-    for j in range(theta.size):
-        h = 1e-6 * max(1.0, abs(theta[j]))
-        step = np.zeros(theta.size)
-        step[j] = h
-        H[:, j] = (net.gradient(theta + step, X, y) - net.gradient(theta - step, X, y)) / (2 * h)
-    return (H + H.T) / 2
-
-
 def _linear_fit_loss(X, y):
     """Least-squares loss of the best linear function of x~ = (x, 1)."""
     A = np.hstack([X, np.ones((X.shape[0], 1))])
@@ -162,16 +150,12 @@ def _linear_fit_loss(X, y):
 
 
 def _narrow_critical(narrow, z0, X, y):
-    """Critical point of the narrow net near z0 (Levenberg-Marquardt on its gradient)."""
-    fit = optimize.least_squares(lambda z: narrow.gradient(z, X, y), z0,
-                                 jac=lambda z: _hessian(narrow, z, X, y), method="lm",
-                                 xtol=1e-15, ftol=1e-15, gtol=1e-15,
-                                 max_nfev=LM_EVALUATIONS)  # fmt: skip
-    z = fit.x
-    grad = float(np.linalg.norm(narrow.gradient(z, X, y)))
+    """Critical point of the narrow net near z0 (:func:`flowsim.theory.critical_point`)."""
+    found = fs.theory.critical_point(narrow, z0, X, y, max_evaluations=LM_EVALUATIONS)
+    z, grad = found.theta, found.grad_norm
     p0, p1 = narrow.unpack(z0), narrow.unpack(z)
-    out = {"z": z, "grad": grad, "loss_iterate": narrow.loss(z, X, y),
-           "eigenvalues": np.linalg.eigvalsh(_hessian(narrow, z, X, y)),
+    out = {"z": z, "grad": grad, "loss_iterate": found.loss,
+           "eigenvalues": found.spectrum.eigenvalues,
            "w_norm": (np.linalg.norm(p0["W"], axis=1), np.linalg.norm(p1["W"], axis=1)),
            "a_abs": (np.abs(p0["a"]), np.abs(p1["a"]))}  # fmt: skip
     if grad <= GRAD_TOL:

@@ -242,3 +242,22 @@ class Model:
         mode, aux = no_switching()
         self.kernels.flow(theta, Xa, y, c, self.dims(), mode, aux, out)
         return -out
+
+    def hessian(self, theta: ArrayLike, X: ArrayLike, y: ArrayLike) -> np.ndarray:
+        """Exact Hessian of ``R`` in the original variables, shape (P, P) (docs/theory.md §16).
+
+        Analytic and compiled (:mod:`flowsim.models._hessian_kernels`, one module per
+        activation, apart from the flow kernels).  For a piecewise-linear activation it is
+        the Hessian away from the kinks (``sigma'' = 0``).
+        """
+        from flowsim.models import _hessian_kernels
+
+        kernel = getattr(_hessian_kernels, f"hessian_{self.kind}", None)
+        if kernel is None:
+            raise NotImplementedError(f"no Hessian kernel for {type(self).__name__}")
+        theta, Xa, y, _ = self._prepare(theta, X, y)
+        parts = [self.activation.source, _codegen.template_body(_hessian_kernels)]
+        module = _codegen.build_module(f"{self.kind}_hessian", parts, parallel=False)
+        out = np.empty((theta.size, theta.size))
+        getattr(module, kernel.__name__)(theta, Xa, y, 1.0 / self.alpha, self.dims(), out)
+        return out

@@ -10,12 +10,24 @@
   the initial plateau ([CLW24]).
 - :func:`leading_order`: the leading-order flow as a compiled model, integrable
   with :func:`flowsim.simulate` from the same theta0 as the full net.
+- :func:`embed`, :func:`hessian_spectrum`, :func:`critical_point`: the embedding
+  principle ([ZZLX21]).
 - :func:`describe`: what ``flowsim derive`` prints for an activation.
+- :func:`stage1`, :func:`stage2`: one attention layer, condensation then key-query
+  rank collapse ([CL25]).
 """
 
+from flowsim.theory.attention import Stage1, Stage1Blowup, Stage2, stage1, stage2
 from flowsim.theory.blowup import BlowupPrediction, blowup_time
 from flowsim.theory.describe import describe
 from flowsim.theory.directions import Directions, Extrema, max_orientations, stable_directions
+from flowsim.theory.embedding import (
+    CriticalPoint,
+    Spectrum,
+    critical_point,
+    embed,
+    hessian_spectrum,
+)
 from flowsim.theory.leading_order import LeadingOrder, leading_order
 from flowsim.theory.regimes import (
     SCHEMES,
@@ -38,16 +50,24 @@ from flowsim.theory.stages import (
 __all__ = [
     "SCHEMES",
     "BlowupPrediction",
+    "CriticalPoint",
     "Directions",
     "Extrema",
     "LeadingOrder",
+    "Spectrum",
+    "Stage1",
+    "Stage1Blowup",
+    "Stage2",
     "blowup_time",
+    "critical_point",
     "describe",
     "e_et_al",
+    "embed",
     "escape_time_law",
     "exponents",
     "fit_escape_exponent",
     "fit_plateau_slope",
+    "hessian_spectrum",
     "kappa",
     "kappa_prime",
     "leading_order",
@@ -58,4 +78,6 @@ __all__ = [
     "scales_for",
     "scheme",
     "stable_directions",
+    "stage1",
+    "stage2",
 ]

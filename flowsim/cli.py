@@ -95,6 +95,78 @@ def _cmd_derive(args) -> int:
     return 0
 
 
+def _cmd_theory_attention(args) -> int:
+    import numpy as np
+
+    import flowsim as fs
+    from flowsim.data import gaussian_sequences
+    from flowsim.integrate.simulate import escape
+    from flowsim.theory.attention import stage1, stage2
+
+    act = None if args.activation == "none" else args.activation
+    try:
+        if not (args.eps > 0 and args.delta > 0):
+            raise ValueError(f"--eps and --delta must be > 0, got {args.eps:g}, {args.delta:g}")
+        X, y = gaussian_sequences(args.n, args.s, args.d, seed=args.data_seed)
+        net = fs.Attention(args.d, hidden=args.hidden, activation=act)
+        p = net.unpack(net.init(args.seed, scale=args.eps))
+        st1 = stage1(X, y, activation=act)
+        outer = (p["WV"], p["W1"], p["W2"][:, 0])
+        blow = st1.blowup(*outer)
+        a1, a2 = st1.assumption1(*outer)
+        run = st1.simulate(*outer, t_end=1.01 * blow.T_star, method="dop853", rtol=1e-12,
+                           atol=1e-14 * args.eps, save_state="final", n_save=2, progress=False,
+                           events=[escape(norm=args.delta)])  # fmt: skip
+        if run.status != "event":
+            raise ValueError(f"the leading order does not reach --delta {args.delta:g}")
+        WV, W1, W2 = st1.unpack(run.theta_final, net.hidden)
+        st2 = stage2(WV, W1, W2, X, y, activation=act)
+        limits = st2.limits(p["WQ"], p["WK"]) if st2.simple else None
+    except ValueError as exc:
+        print(f"flowsim theory attention: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    info = {
+        "config": {"n": args.n, "s": args.s, "d": args.d, "hidden": net.hidden,
+                   "activation": args.activation, "eps": args.eps, "seed": args.seed,
+                   "data_seed": args.data_seed, "delta": args.delta},
+        "stage1": {"S_norm": float(np.linalg.norm(st1.S)), "v": st1.v.tolist(), "c1": st1.c1,
+                   "time_factor": st1.time_factor, "E0": blow.E0, "bound": blow.bound,
+                   "T_star": blow.T_star, "t_star": blow.t_star, "assumption1": [a1, a2]},
+        "stage2": {"at_t": run.t_final / st1.time_factor,
+                   "singular_values": st2.singular_values.tolist(), "rate": st2.rate,
+                   "simple": st2.simple, "p1": st2.P[:, 0].tolist(), "q1": st2.Q[:, 0].tolist(),
+                   "WQ_limit_c": None if limits is None else limits["c"].tolist()},
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    one, two = info["stage1"], info["stage2"]
+    print(
+        f"attention, Gaussian sequences n={args.n} s={args.s} d={args.d} h={net.hidden}, "
+        f"{args.activation}, eps={args.eps:g} (init seed {args.seed}, data seed "
+        f"{args.data_seed})"
+    )
+    print(
+        f"stage 1: |S| = {one['S_norm']:.6g}, c1 = {one['c1']:.6g}, time factor "
+        f"|c1||S|/(ns) = {one['time_factor']:.6g}"
+    )
+    print(
+        f"  E(0) = {one['E0']:.6g}; blow-up T* = {one['T_star']:.6g} <= E(0)^(-1/3) = "
+        f"{one['bound']:.6g} (rescaled), t* = {one['t_star']:.6g} (net time)"
+    )
+    print(f"  Assumption 1 at the start: |A1|/d = {a1:.3f}, |A2|/(d h) = {a2:.3f}")
+    print(
+        f"stage 2 (outer weights of the leading order when a column of WV reaches "
+        f"{args.delta:g}, t = {two['at_t']:.6g}):"
+    )
+    print("  singular values of F: " + ", ".join(f"{v:.4g}" for v in st2.singular_values))
+    print(
+        f"  decay rate of sigma2/sigma1 of WQ, WK: s1 - s2 = {st2.rate:.6g}"
+        + ("" if st2.simple else " (s1 not simple: no rank-one limit)")
+    )
+    return 0
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -429,6 +501,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("activation", help="registered name (tanh, xtanh, relu, ...) or expression in x")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(func=_cmd_derive)
+
+    p = sub.add_parser("theory", help="print a model's theory predictions")
+    theory_sub = p.add_subparsers(dest="theory_command", required=True)
+    q = theory_sub.add_parser(
+        "attention",
+        help="stage-1 and stage-2 predictions of [CL25] for one attention layer",
+        description="Stage-1 (direction v, time factor, blow-up T* and its bound, Assumption "
+        "1) and stage-2 (F, its singular values, the rate s1 - s2) predictions for an "
+        "attention layer on Gaussian sequences (flowsim.data.gaussian_sequences), stage 2 "
+        "from the leading order's outer weights when a column of WV reaches --delta.  Exit "
+        "status 2 for bad input.",
+    )
+    q.add_argument("--n", type=int, default=100, help="sequences (default 100)")
+    q.add_argument("--s", type=int, default=10, help="tokens per sequence (default 10)")
+    q.add_argument("--d", type=int, default=8, help="token dimension (default 8)")
+    q.add_argument("--hidden", type=int, default=None, help="hidden width h (default d)")
+    q.add_argument("--activation", default="tanh", help="activation, or none (default tanh)")
+    q.add_argument("--eps", type=float, default=1e-3, help="init scale (default 1e-3)")
+    q.add_argument("--seed", type=int, default=0, help="init seed (default 0)")
+    q.add_argument("--data-seed", type=int, default=0, help="data seed (default 0)")
+    q.add_argument("--delta", type=float, default=0.1, help="end of stage 1 (default 0.1)")
+    q.add_argument("--json", action="store_true", help="print a JSON object")
+    q.set_defaults(func=_cmd_theory_attention)
 
     p = sub.add_parser(
         "run",

@@ -12,8 +12,10 @@ its docstring is its one-line description (``flowsim validate --list``).  Run wi
 """
 
 CHECKS = [
+    "attention",
     "cluster_counts",
     "directions",
+    "embedding",
     "escape_times",
     "feature_evolution",
     "invariants",

@@ -21,7 +21,7 @@ from flowsim.integrate.simulate import (
     simulate,
 )
 from flowsim.integrate.trajectory import Trajectory
-from flowsim.models import ThreeLayer, TwoLayer
+from flowsim.models import ThreeLayer, TwoLayer, UserModel
 
 __all__ = [
     "METHODS",
@@ -31,6 +31,7 @@ __all__ = [
     "ThreeLayer",
     "Trajectory",
     "TwoLayer",
+    "UserModel",
     "activation",
     "escape",
     "loss_above",

@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike
 
 from flowsim._memory import over_limit
 from flowsim._progress import Progress
+from flowsim.integrate.core import core
 from flowsim.integrate.tableaus import TABLEAUS
 from flowsim.integrate.trajectory import EventRecord, Trajectory, package_versions
 from flowsim.models._base import Model, no_switching, real_array
@@ -442,8 +443,9 @@ def simulate(
         stored = np.asarray(resume.theta_bar_final, dtype=np.float64)
         if np.array_equal(S, resume.scale_vector) and np.all(np.isfinite(stored)):
             y_bar = stored.copy()  # the normalized state, without the round trip through S
-    dims = net.dims()
-    kernels = net.kernels_for(Xa.shape[0])
+    # the core's stepping loops, and the model reached through its callbacks
+    dims = net.core_dims(Xa.shape[0])
+    kernels = core()
     P = y_bar.size
 
     k = save_t.size
@@ -592,7 +594,7 @@ def simulate(
     }
     config = {
         "net": repr(net),
-        "activation": net.activation.text,
+        "activation": getattr(net.activation, "text", None),
         "method": method,
         "t_end": t_end,
         "rtol": rtol,

@@ -24,6 +24,8 @@ kink and Newton functions where the family has none, see
 
 from __future__ import annotations
 
+import functools
+
 import numba
 from llvmlite import ir
 from numba import types
@@ -103,19 +105,53 @@ def table_source() -> str:
     return "\n\n".join(parts)
 
 
-def compile_table(module) -> list[int]:
-    """Compile (or load from the cache) the callbacks of a model module: their
-    addresses in the order of :data:`INTERFACE`."""
-    cached = getattr(module, "_flowsim_table", None)
-    if cached is not None:
-        return cached
-    options = {"cache": True, "nogil": True, "fastmath": {"contract"}, "error_model": "numpy"}
-    table = [
-        numba.cfunc(c_signature(name), **options)(fn).address
-        for (name, _, _), fn in zip(INTERFACE, module.CALLBACKS, strict=True)
-    ]
-    module._flowsim_table = table
-    return table
+SWITCHING = ("switch_init", "switch_cross", "switch_locate")
+"""The kink functions: compiled only for runs that treat kinks."""
+NEWTON = ("newton_work_size", "newton_factor", "newton_solve")
+"""The Jacobian-factor functions: compiled only for runs that may use RODAS or BDF."""
+
+_STUB_VALUES = {"loss": "math.nan", "value": "math.nan", "none": "None",
+                "triple": "(2.0, -1, -1)", "count": "1", "flag": "False"}  # fmt: skip
+
+
+def compile_table(module, *, switching: bool = True, newton: bool = True) -> list[int]:
+    """Compile (or load from the cache) the callbacks of a model module that a run
+    needs: their addresses in the order of :data:`INTERFACE`.
+
+    Without ``switching`` (``newton``) the kink (Jacobian-factor) functions are
+    not compiled: the core never calls them on such a run, and their place holds
+    the address of an inert stand-in (NaN, no kink, no factor) shared by every
+    model, so that nothing is ever called through a null address.
+    """
+    skip = (() if switching else SWITCHING) + (() if newton else NEWTON)
+    table = module.__dict__.setdefault("_flowsim_table", {})
+    for (name, _, _), fn in zip(INTERFACE, module.CALLBACKS, strict=True):
+        if name not in skip and name not in table:
+            table[name] = numba.cfunc(c_signature(name), **_CFUNC_OPTIONS)(fn).address
+    if not skip:
+        return [table[name] for name, _, _ in INTERFACE]
+    stubs = _stub_table()
+    return [table.get(name, stubs[q]) for q, (name, _, _) in enumerate(INTERFACE)]
+
+
+_CFUNC_OPTIONS = {"cache": True, "nogil": True, "fastmath": {"contract"}, "error_model": "numpy"}
+
+
+def stub_source() -> str:
+    """Inert stand-ins of every interface function, and their callbacks."""
+    parts = []
+    for name, kinds, returns in INTERFACE:
+        arity = len(kinds.split()) - (1 if returns == "triple" else 0)  # (theta, k, i) buffer
+        params = ", ".join(f"a{q}" for q in range(arity))
+        parts.append(f"@jit\ndef {name}({params}):\n    return {_STUB_VALUES[returns]}\n")
+    return "\n\n".join(parts + [table_source()])
+
+
+@functools.cache
+def _stub_table() -> list[int]:
+    from flowsim import _codegen
+
+    return compile_table(_codegen.build_module("abi_stubs", [stub_source()], parallel=False))
 
 
 def _llvm(context, typ):

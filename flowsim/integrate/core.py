@@ -79,6 +79,7 @@ def warmup(activations=("tanh",), *, report=None) -> list[tuple[str, float]]:
     for name in activations:
         for net in (TwoLayer(name, 2, 1), ThreeLayer(name, (2, 2), 1)):
             label = f"{net.kind} kernels for {net.activation.name}"
-            timed(label + " (small runs)", lambda net=net: net.core_dims(1))
-            timed(label + " (parallel)", lambda net=net: net.core_dims(10**9))
+            every = {"switching": net.has_kinks, "newton": True}
+            timed(label + " (small runs)", lambda net=net, e=every: net.core_dims(1, **e))
+            timed(label + " (parallel)", lambda net=net, e=every: net.core_dims(10**9, **e))
     return done

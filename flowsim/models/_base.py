@@ -170,14 +170,19 @@ class Model:
             return self._serial_kernels
         return self.kernels
 
-    def core_dims(self, n_samples: int) -> np.ndarray:
+    def core_dims(self, n_samples: int, *, switching: bool = False,
+                  newton: bool = False) -> np.ndarray:  # fmt: skip
         """``dims`` for the integrator core: this model's dims followed by the
         addresses of its callbacks (:mod:`flowsim._abi`), compiled on first use
-        (one process compiles, concurrent ones wait and load its cache)."""
+        (one process compiles, concurrent ones wait and load its cache).
+
+        ``switching``, ``newton``: the run treats kinks / may use RODAS or BDF, so
+        those callbacks are compiled too (otherwise inert stand-ins take their place).
+        """
         kernels = self.kernels_for(n_samples)
         label = f"{self.kind} kernels for {self.activation.name}"
         with _codegen.compile_lock(kernels, label):
-            table = _abi.compile_table(kernels)
+            table = _abi.compile_table(kernels, switching=switching, newton=newton)
         return np.concatenate([self.dims(), np.array(table, dtype=np.int64)])
 
     def _model_source(self) -> str:

@@ -132,7 +132,8 @@ class UserModel(Model):
         self.function(theta, X, y, grad)
         return grad
 
-    def core_dims(self, n_samples: int) -> np.ndarray:
+    def core_dims(self, n_samples: int, *, switching: bool = False,
+                  newton: bool = False) -> np.ndarray:  # fmt: skip
         table = np.array(_callbacks(self.function), dtype=np.int64)
         return np.concatenate([self.dims(), table])
 

@@ -21,7 +21,7 @@ from flowsim.integrate.simulate import (
     simulate,
 )
 from flowsim.integrate.trajectory import Trajectory
-from flowsim.models import Attention, ThreeLayer, TwoLayer
+from flowsim.models import Attention, ThreeLayer, TwoLayer, UserModel
 
 __all__ = [
     "METHODS",
@@ -32,6 +32,7 @@ __all__ = [
     "ThreeLayer",
     "Trajectory",
     "TwoLayer",
+    "UserModel",
     "activation",
     "escape",
     "loss_above",

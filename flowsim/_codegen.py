@@ -2,22 +2,29 @@
 
 Numba caches a compiled function next to its source file and cannot cache a
 function that receives another compiled function as an argument.  flowsim
-therefore builds, for each activation and model, one plain Python module out
-of (i) the activation kernels printed from the SymPy expression and (ii) the
-bodies of the template modules (model kernels, stepping loops), writes it
+therefore builds plain Python modules out of template bodies, writes each
 under a file name that is the hash of its text, and imports it.  Every
-function in it is then an ordinary ``@jit(cache=True)`` function: one compile
-per new expression, once per machine, and a changed template gives a new file.
+function in it is then an ordinary ``@jit(cache=True)`` function, compiled
+once per machine; a changed template gives a new file.  Two kinds exist:
+
+- the integrator core (stepping loops, step control, events, stiff methods):
+  one module for every model, since it reaches a model only through the C
+  callbacks of :mod:`flowsim._abi` (:func:`flowsim.integrate.core.core`);
+- one module per model family and activation: the activation kernels printed
+  from the SymPy expression, the model's kernel template, and its callbacks.
 
 The cache directory is ``$FLOWSIM_CACHE_DIR`` or ``~/.cache/flowsim``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import importlib.util
 import inspect
+import logging
 import os
 import re
 import sys
@@ -35,12 +42,15 @@ import math
 import numpy as np
 from numba import prange
 
+from flowsim import _abi
 from flowsim import _vmath as _vm
 from flowsim._jit import PARALLEL_MIN_WORK, jit, jit_inline, pjit
 
 '''
 
 _modules: dict[str, ModuleType] = {}
+
+log = logging.getLogger("flowsim")
 
 
 def cache_dir() -> Path:
@@ -91,12 +101,13 @@ def _dependencies() -> str:
     would keep stale (and, when a signature changed, crashing) copies of the
     functions it calls.  Their source is therefore part of the module's name.
     """
-    from flowsim import _jit, _vmath
+    from flowsim import _abi, _jit, _vmath
 
-    return "".join(inspect.getsource(m) for m in (_jit, _vmath))
+    return "".join(inspect.getsource(m) for m in (_abi, _jit, _vmath))
 
 
-def build_module(kind: str, parts: list[str], *, parallel: bool = True) -> ModuleType:
+def build_module(kind: str, parts: list[str], *, parallel: bool = True,
+                 label: str | None = None) -> ModuleType:  # fmt: skip
     """Write (if new) and import the module made of ``parts``.
 
     Parameters
@@ -110,6 +121,9 @@ def build_module(kind: str, parts: list[str], *, parallel: bool = True) -> Modul
         ``NAME_serial`` is the same function, for runs too small to use threads
         (compiling a parallel loop costs seconds, and a small run would never
         call it).
+    label : str, optional
+        What the module is, for the one-line notice (logger ``flowsim``) when it
+        is new on this machine and so about to be compiled.
     """
     source = _HEADER + "\n\n".join(p.strip("\n") + "\n" for p in parts)
     if parallel:
@@ -126,6 +140,8 @@ def build_module(kind: str, parts: list[str], *, parallel: bool = True) -> Modul
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.py"
     if not path.exists() or path.read_text() != source:
+        if label:
+            log.info("compiling %s (first use, cached under %s)", label, directory)
         # atomic: a concurrent process sees the whole file or none
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
@@ -137,3 +153,27 @@ def build_module(kind: str, parts: list[str], *, parallel: bool = True) -> Modul
     spec.loader.exec_module(module)
     _modules[name] = module
     return module
+
+
+@contextlib.contextmanager
+def compile_lock(module: ModuleType, label: str):
+    """Hold an exclusive lock while the callbacks of ``module`` are compiled.
+
+    Processes that start on a new activation at once (a sweep's workers) would
+    each compile the same kernels; with the lock one compiles, and the others
+    wait and load its cache.  Logs a one-line notice (logger ``flowsim``) when
+    nothing is cached yet.
+    """
+    path = Path(module.__file__)
+    try:
+        fh = open(str(path) + ".lock", "a")  # noqa: SIM115 - held for the block
+    except OSError:  # read-only cache directory: no lock, Numba will not write either
+        fh = None
+    with contextlib.ExitStack() as stack:
+        if fh is not None:
+            stack.enter_context(fh)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            stack.callback(fcntl.flock, fh, fcntl.LOCK_UN)
+        if not any((path.parent / "__pycache__").glob(f"{path.stem}._c_flow-*.nbi")):
+            log.info("compiling %s (first use, cached under %s)", label, path.parent)
+        yield

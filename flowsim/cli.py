@@ -164,6 +164,19 @@ def _cmd_theory_attention(args) -> int:
         f"  decay rate of sigma2/sigma1 of WQ, WK: s1 - s2 = {st2.rate:.6g}"
         + ("" if st2.simple else " (s1 not simple: no rank-one limit)")
     )
+
+
+def _cmd_warmup(args) -> int:
+    from flowsim.activations import activation
+    from flowsim.integrate.core import warmup
+
+    try:
+        for name in args.activation:
+            activation(name)
+    except ValueError as exc:
+        print(f"flowsim warmup: {exc}", file=sys.stderr)
+        return 2
+    warmup(args.activation or ["tanh"], report=lambda what, s: print(f"{what}: {s:.1f} s"))
     return 0
 
 
@@ -526,6 +539,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_cmd_theory_attention)
 
     p = sub.add_parser(
+        "warmup",
+        help="compile the integrator core and an activation's kernels ahead of time",
+        description="Compile (or load from the cache) the integrator core, every method, "
+        "and for each ACTIVATION the two- and three-layer kernels, serial and parallel.  "
+        "Run it once per machine or node image, before a sweep or a course; what is cached "
+        "already takes well under a second.  Cache: $FLOWSIM_CACHE_DIR or ~/.cache/flowsim.",
+    )
+    p.add_argument("activation", nargs="*", help="names or expressions in x (default: tanh)")
+    p.set_defaults(func=_cmd_warmup)
+
+    p = sub.add_parser(
         "run",
         help="run one simulation from a TOML config",
         description="Run the simulation described by CONFIG.toml (schema: flowsim/config.py) "
@@ -602,9 +626,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_notices() -> None:
+    """Print flowsim's notices (a first compile of kernels, ...) on stderr, once."""
+    import logging
+
+    logger = logging.getLogger("flowsim")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("flowsim: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _show_notices()
     try:
         status = args.func(args)
         sys.stdout.flush()

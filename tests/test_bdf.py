@@ -12,7 +12,9 @@ import flowsim as fs
 
 @pytest.fixture(scope="module")
 def kernels():
-    return fs.TwoLayer("tanh", 1, 1).kernels
+    from flowsim.integrate.core import core
+
+    return core()
 
 
 def _differences(values):

@@ -7,6 +7,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import flowsim as fs
+from flowsim.integrate.core import core
 from flowsim.models._base import no_switching
 
 
@@ -79,7 +80,7 @@ def test_rodas4_coefficients_have_order_four():
     """Local error of one step falls like h^5, the embedded estimate like h^4, on a
     nonlinear system with an exact Jacobian (reference: DOP853 at rtol 1e-13)."""
     # (measured local-error ratios per halving: 23.2, 27.7, 29.9, 30.6 -> 32)
-    A, C = fs.TwoLayer("tanh", 1, 1).kernels.rodas4_coefficients()
+    A, C = core().rodas4_coefficients()
 
     def f(u):
         return np.array([-u[0] + u[1] ** 2, -2.0 * u[1] + np.sin(u[0]), u[0] * u[1] - u[2]])
@@ -104,7 +105,7 @@ def test_rodas4_coefficients_have_order_four():
 
 def test_rodas4_is_l_stable_on_a_stiff_linear_problem():
     """y' = lambda y with h lambda = -1e6: one step damps to ~0 (stiffly accurate)."""
-    A, C = fs.TwoLayer("tanh", 1, 1).kernels.rodas4_coefficients()
+    A, C = core().rodas4_coefficients()
     lam = -1e6
     y1, _ = _rodas_step(lambda u: lam * u, lambda u: np.array([[lam]]), np.array([1.0]), 1.0, A, C)
     assert abs(y1[0]) < 1e-5

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import flowsim as fs
+from flowsim.integrate.core import core
 
 
 def _run(method, rtol, t_end=600.0, width=20):
@@ -22,7 +23,7 @@ def reference():
 
 def test_rkc_stability_polynomial_is_second_order():
     """One RKC step on y' = lambda y matches exp(h lambda) to O((h lambda)^3)."""
-    kernels = fs.TwoLayer("tanh", 1, 1).kernels
+    kernels = core()
     for s in (2, 5, 17):
         coef = np.zeros((s + 1, 5))
         kernels.rkc_coefficients(s, coef)
@@ -39,7 +40,7 @@ def test_rkc_stability_polynomial_is_second_order():
 
 def test_rkc_stable_far_along_the_negative_axis():
     """|R_s(z)| <= 1 on [-0.6 s^2, 0] (the stability interval grows like s^2)."""
-    kernels = fs.TwoLayer("tanh", 1, 1).kernels
+    kernels = core()
     s = 20
     coef = np.zeros((s + 1, 5))
     kernels.rkc_coefficients(s, coef)
@@ -103,6 +104,6 @@ def test_spectral_radius_matches_dense_hessian():
     f0 = -net.gradient(theta, X, y)
     v = np.zeros(P)
     mode, aux = np.zeros((0, 0), dtype=np.int8), np.zeros((0, 0))
-    rho, used = net.kernels.spectral_radius(theta, f0, net.augment(X), y, c, net.dims(), mode,
+    rho, used = core().spectral_radius(theta, f0, net.augment(X), y, c, net.core_dims(1), mode,
                                             aux, v, 200, np.empty(P), np.empty(P))  # fmt: skip
     assert rho == pytest.approx(rho_true, rel=0.02)

@@ -15,7 +15,7 @@ after ``k + 1`` equal steps, to whichever of the orders k - 1, k, k + 1 allows
 the longest step.
 
 Dense output is the interpolating polynomial of the differences, written in
-the tableau form of :mod:`flowsim.integrate.dense` (pseudo-stages
+the tableau form of :mod:`flowsim._dense` (pseudo-stages
 ``D[1..k] / h``), so that saving and event location are shared with the
 Runge-Kutta loop.  All state (differences, order, step counters, the factor)
 lives in arrays passed in, so a run continues across chunks exactly.
@@ -31,6 +31,7 @@ import math
 import numpy as np
 
 from flowsim._jit import jit
+from flowsim.integrate._model import flow, loss, newton_factor, newton_solve
 from flowsim.integrate.events import EV_NORM_ABOVE
 from flowsim.integrate.explicit import (
     F_H,
@@ -52,7 +53,6 @@ from flowsim.integrate.explicit import (
 )
 from flowsim.integrate.rosenbrock import I_FACTORS
 from flowsim.integrate.stiff import accept_step
-from flowsim.models._two_layer_kernels import flow, loss, newton_factor, newton_solve
 
 # --- template body ---
 

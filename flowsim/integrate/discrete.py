@@ -35,6 +35,7 @@ import math
 import numpy as np
 
 from flowsim._jit import jit
+from flowsim.integrate._model import flow
 from flowsim.integrate.events import event_values
 from flowsim.integrate.explicit import (
     F_LOSS,
@@ -49,7 +50,6 @@ from flowsim.integrate.explicit import (
     _all_finite,
     _record,
 )
-from flowsim.models._two_layer_kernels import flow
 
 # --- template body ---
 

@@ -18,9 +18,9 @@ loop starts (each event fires once).
 
 import numpy as np  # noqa: F401 - used in the generated module
 
+from flowsim._dense import dense_eval
 from flowsim._jit import jit
-from flowsim.integrate.dense import dense_eval
-from flowsim.models._two_layer_kernels import loss, max_neuron_norm
+from flowsim.integrate._model import loss, max_neuron_norm
 
 # --- template body ---
 

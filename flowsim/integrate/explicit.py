@@ -17,11 +17,9 @@ import math
 import numpy as np
 from numba import prange
 
+from flowsim._dense import dense_eval
 from flowsim._jit import jit, pjit
-from flowsim.integrate.control import error_norm, step_factor
-from flowsim.integrate.dense import dense_eval
-from flowsim.integrate.events import event_values, locate_event
-from flowsim.models._two_layer_kernels import (
+from flowsim.integrate._model import (
     flow,
     layer_norms,
     loss,
@@ -30,6 +28,8 @@ from flowsim.models._two_layer_kernels import (
     switch_init,
     switch_locate,
 )
+from flowsim.integrate.control import error_norm, step_factor
+from flowsim.integrate.events import event_values, locate_event
 
 # --- template body ---
 

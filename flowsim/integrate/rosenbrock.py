@@ -27,6 +27,12 @@ import math
 import numpy as np
 
 from flowsim._jit import jit
+from flowsim.integrate._model import (
+    flow,
+    newton_factor,
+    newton_solve,
+    newton_work_size,
+)
 from flowsim.integrate.control import error_norm
 from flowsim.integrate.explicit import (
     F_ERR_PREV,
@@ -48,12 +54,6 @@ from flowsim.integrate.explicit import (
     start_run,
 )
 from flowsim.integrate.stiff import accept_hermite_step, hermite_p
-from flowsim.models._two_layer_kernels import (
-    flow,
-    newton_factor,
-    newton_solve,
-    newton_work_size,
-)
 
 # --- template body ---
 

@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike
 
 from flowsim._memory import over_limit
 from flowsim._progress import Progress
+from flowsim.integrate.core import core
 from flowsim.integrate.tableaus import TABLEAUS
 from flowsim.integrate.trajectory import EventRecord, Trajectory, package_versions
 from flowsim.models._base import Model, no_switching, real_array
@@ -442,8 +443,27 @@ def simulate(
         stored = np.asarray(resume.theta_bar_final, dtype=np.float64)
         if np.array_equal(S, resume.scale_vector) and np.all(np.isfinite(stored)):
             y_bar = stored.copy()  # the normalized state, without the round trip through S
-    dims = net.dims()
-    kernels = net.kernels_for(Xa.shape[0])
+    if switching == "auto":
+        switching = family in ("rk", "auto") and net.has_kinks
+    elif not isinstance(switching, bool):
+        raise ValueError(f"switching must be 'auto', True or False, got {switching!r}")
+    if switching and not net.has_kinks:
+        raise ValueError("switching=True needs a piecewise-linear activation on a two-layer net")
+    if switching:
+        mode = np.zeros((net.width, Xa.shape[0]), dtype=np.int8)
+        aux = np.zeros((net.width, Xa.shape[0]))
+    else:
+        mode, aux = no_switching()
+
+    factor_ok = _factor_supported(net, Xa.shape[0])
+    bdf_ok = factor_ok is True and not switching
+    method_log = [(t0, "dopri5" if family == "auto" else method)]
+    if family in ("rodas", "bdf") and factor_ok is not True:
+        raise ValueError(f"method {method!r} is not available here: {factor_ok}")
+    # the core's stepping loops, and the model reached through the callbacks this run uses
+    newton = family in ("rodas", "bdf") or (family == "auto" and bdf_ok)
+    dims = net.core_dims(Xa.shape[0], switching=switching, newton=newton)
+    kernels = core()
     P = y_bar.size
 
     k = save_t.size
@@ -474,23 +494,6 @@ def simulate(
     start_stop = _fire_at_start(kernels, y_bar, Xa, y, c, dims, ev_kind, ev_thr, ev_terminal,
                                 ev_g, ev_t, ev_states, ev_loss, t_start)  # fmt: skip
 
-    if switching == "auto":
-        switching = family in ("rk", "auto") and net.has_kinks
-    elif not isinstance(switching, bool):
-        raise ValueError(f"switching must be 'auto', True or False, got {switching!r}")
-    if switching and not net.has_kinks:
-        raise ValueError("switching=True needs a piecewise-linear activation on a two-layer net")
-    if switching:
-        mode = np.zeros((net.width, Xa.shape[0]), dtype=np.int8)
-        aux = np.zeros((net.width, Xa.shape[0]))
-    else:
-        mode, aux = no_switching()
-
-    factor_ok = _factor_supported(net, Xa.shape[0])
-    bdf_ok = factor_ok is True and not switching
-    method_log = [(t0, "dopri5" if family == "auto" else method)]
-    if family in ("rodas", "bdf") and factor_ok is not True:
-        raise ValueError(f"method {method!r} is not available here: {factor_ok}")
     if family in ("rk", "rkc", "rodas", "bdf", "auto"):
         tab = TABLEAUS["dopri5" if family != "rk" else rule]
         K = np.zeros((tab.A.shape[0], P))
@@ -592,7 +595,7 @@ def simulate(
     }
     config = {
         "net": repr(net),
-        "activation": net.activation.text,
+        "activation": getattr(net.activation, "text", None),
         "method": method,
         "t_end": t_end,
         "rtol": rtol,

@@ -11,7 +11,7 @@ grows like ``sqrt(h * rho)``, and ``rho`` (the spectral radius) comes from a
 power iteration on finite-difference Hessian-vector products.
 
 Dense output is the cubic Hermite interpolant of ``(y0, f0, y1, f1)``, written
-in the tableau form of :mod:`flowsim.integrate.dense` with the pseudo-stages
+in the tableau form of :mod:`flowsim._dense` with the pseudo-stages
 ``K = [f0, f1, (y1 - y0)/h]`` so that saving and event location are shared
 with the Runge-Kutta loop.
 
@@ -28,6 +28,7 @@ import math
 import numpy as np
 
 from flowsim._jit import jit
+from flowsim.integrate._model import flow
 from flowsim.integrate.control import error_norm
 from flowsim.integrate.events import event_values
 from flowsim.integrate.explicit import (
@@ -52,7 +53,6 @@ from flowsim.integrate.explicit import (
     step_outputs,
     stop_at_event,
 )
-from flowsim.models._two_layer_kernels import flow
 
 # --- template body ---
 

@@ -8,10 +8,9 @@ import numpy as np
 import sympy as sp
 from numpy.typing import ArrayLike
 
-from flowsim import _codegen
+from flowsim import _abi, _codegen, _dense
 from flowsim._jit import PARALLEL_MIN_WORK
 from flowsim.activations import Activation, activation
-from flowsim.integrate import bdf, control, dense, discrete, events, explicit, rosenbrock, stiff
 
 
 def real_array(name: str, value) -> np.ndarray:
@@ -150,13 +149,13 @@ class Model:
     # -- kernels --------------------------------------------------------------
     @functools.cached_property
     def kernels(self):
-        """Generated module: this activation + model kernels + stepping loops."""
+        """Generated module: this activation's kernels, the model's kernels and their
+        callbacks for the integrator core (:mod:`flowsim._abi`)."""
         return _codegen.build_module(self.kind, self._kernel_parts())
 
     def _kernel_parts(self) -> list[str]:
-        templates = [control, dense, events, explicit, discrete, stiff, rosenbrock, bdf]
-        parts = [self.activation.source, self._model_source()]
-        return parts + [_codegen.template_body(t) for t in templates]
+        body = _codegen.template_body
+        return [self.activation.source, body(_dense), self._model_source(), _abi.table_source()]
 
     @functools.cached_property
     def _serial_kernels(self):
@@ -170,6 +169,21 @@ class Model:
         if n_samples * self.n_params < PARALLEL_MIN_WORK:
             return self._serial_kernels
         return self.kernels
+
+    def core_dims(self, n_samples: int, *, switching: bool = False,
+                  newton: bool = False) -> np.ndarray:  # fmt: skip
+        """``dims`` for the integrator core: this model's dims followed by the
+        addresses of its callbacks (:mod:`flowsim._abi`), compiled on first use
+        (one process compiles, concurrent ones wait and load its cache).
+
+        ``switching``, ``newton``: the run treats kinks / may use RODAS or BDF, so
+        those callbacks are compiled too (otherwise inert stand-ins take their place).
+        """
+        kernels = self.kernels_for(n_samples)
+        label = f"{self.kind} kernels for {self.activation.name}"
+        with _codegen.compile_lock(kernels, label):
+            table = _abi.compile_table(kernels, switching=switching, newton=newton)
+        return np.concatenate([self.dims(), np.array(table, dtype=np.int64)])
 
     def _model_source(self) -> str:
         """The model template's kernels (subclasses may specialize them)."""

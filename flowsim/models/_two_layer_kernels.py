@@ -22,8 +22,8 @@ import math  # noqa: F401 - used by generated activation code
 import numpy as np
 from numba import prange
 
+from flowsim._dense import dense_eval
 from flowsim._jit import PARALLEL_MIN_WORK, jit, pjit
-from flowsim.integrate.dense import dense_eval
 from flowsim.models._placeholder import dsigma, sigma, sigma_derivs, sigma_dsigma
 
 # --- template body ---

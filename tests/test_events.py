@@ -4,6 +4,7 @@ rtol 1e-12 on the naive gradient)."""
 from __future__ import annotations
 
 import naive
+import numba
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
@@ -295,3 +296,62 @@ def test_discrete_event_true_at_start_fires_at_t0(method):
     assert traj.status == "event" and traj.n_accepted == 0
     assert traj.events[0].t == 0.0
     np.testing.assert_allclose(traj.theta_final, theta0, rtol=1e-15, atol=0)
+
+
+# ------------------------------------------------------------------ compiled custom events
+@numba.njit
+def _time_reaches_2_5(t, theta, loss):
+    return t - 2.5
+
+
+@numba.njit
+def _loss_falls_to_0_3(t, theta, loss):
+    return 0.3 - loss
+
+
+@numba.njit
+def _first_output_weight_reaches(t, theta, loss):
+    return abs(theta[0]) - 0.05
+
+
+def test_custom_event_sees_original_time_and_loss(small_init_case):
+    """A time event fires at its time; a loss event where the built-in one does; both
+    with the normalization of small initialization (scales 1e-3, T = 1e-6)."""
+    net, theta0, X, y = small_init_case
+    t_end = 2.0e4
+    options = {"t_end": t_end, "rtol": 1e-10, "atol": 1e-14, "progress": False}
+    events = [fs.event(_time_reaches_2_5, terminal=False)]
+    time_run = fs.simulate(net, theta0, X, y, events=events, **options)
+    assert time_run.event("_time_reaches_2_5").t == pytest.approx(2.5, rel=1e-12)
+    built_in = fs.simulate(net, theta0, X, y, events=[fs.loss_below(0.3)], **options)
+    custom = fs.simulate(net, theta0, X, y, events=[fs.event(_loss_falls_to_0_3, name="fit")],
+                         **options)  # fmt: skip
+    assert custom.status == "event" and built_in.status == "event"
+    assert custom.event("fit").t == pytest.approx(built_in.event("loss_below").t, rel=1e-12)
+    assert custom.config["events"][0]["function"].endswith("_loss_falls_to_0_3")
+
+
+def test_custom_event_sees_original_parameters(small_init_case):
+    """|a_0| reaching 0.05 (original units), against SciPy's event on the naive flow."""
+    net, theta0, X, y = small_init_case
+    traj = fs.simulate(net, theta0, X, y, t_end=2.0e4, rtol=1e-11, atol=1e-15, progress=False,
+                       events=[fs.event(_first_output_weight_reaches)])  # fmt: skip
+
+    def g(_t, theta):
+        return abs(theta[0]) - 0.05
+
+    g.terminal = True
+    ref = solve_ivp(lambda _t, th: -naive.flat_gradient(net, th, X, y), (0, 2.0e4), theta0,
+                    method="DOP853", rtol=1e-12, atol=1e-16, events=g)  # fmt: skip
+    assert traj.status == "event"
+    assert traj.event("_first_output_weight_reaches").t == pytest.approx(ref.t_events[0][0],
+                                                                          rel=1e-7)  # fmt: skip
+    # gradient descent: the first iterate at which it holds
+    gd = fs.simulate(net, theta0, X, y, t_end=50.0, method="gd", dt=0.5, progress=False,
+                     events=[fs.event(_time_reaches_2_5)])  # fmt: skip
+    assert gd.event("_time_reaches_2_5").t == pytest.approx(2.5, rel=1e-12)
+
+
+def test_custom_event_needs_a_compiled_function():
+    with pytest.raises(TypeError, match="numba.njit"):
+        fs.event(lambda t, theta, loss: t - 1.0)

@@ -100,7 +100,7 @@ def discrete_solve(
             )
         stop = -1
         if ev_kind.size > 0:
-            event_values(ev_kind, ev_thr, y, loss_value, dims, ev_g)
+            event_values(ev_kind, ev_thr, it * lr, y, loss_value, dims, ev_g)
             for q in range(ev_kind.size):
                 if ev_t[q] != ev_t[q] and ev_g[q] >= 0.0:  # not fired yet, holds now
                     ev_t[q] = it * lr

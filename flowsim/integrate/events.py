@@ -7,7 +7,13 @@ the event and crosses zero upwards at it:
   driver converts thresholds given in original units), the escape of the
   largest neuron;
 * ``EV_LOSS_BELOW``: ``g = threshold - loss``;
-* ``EV_LOSS_ABOVE``: ``g = loss - threshold``.
+* ``EV_LOSS_ABOVE``: ``g = loss - threshold``;
+* a kind at or above ``EV_BUILTIN`` is the address of a compiled user event
+  (:func:`flowsim.event`): ``g`` is its value at (t, theta, loss) in original
+  units.  The thresholds array then continues past the events' thresholds with
+  the time scale and the per-parameter scale ``[T, S...]`` that the callback
+  needs to convert, and the callback is called as ``g(t, y, thresholds,
+  n_events, loss)`` (:mod:`flowsim._abi` conventions).
 
 The crossing inside an accepted step is found by the Illinois variant of
 regula falsi on the step's dense output, to a relative time tolerance of a
@@ -18,6 +24,7 @@ loop starts (each event fires once).
 
 import numpy as np  # noqa: F401 - used in the generated module
 
+from flowsim import _abi
 from flowsim._dense import dense_eval
 from flowsim._jit import jit
 from flowsim.integrate._model import loss, max_neuron_norm
@@ -27,35 +34,39 @@ from flowsim.integrate._model import loss, max_neuron_norm
 EV_NORM_ABOVE = 0
 EV_LOSS_BELOW = 1
 EV_LOSS_ABOVE = 2
+EV_BUILTIN = 16
 MAX_ITER = 100
 
 
 @jit
-def event_value(kind, threshold, y, loss_value, dims):
+def event_value(kinds, thresholds, q, t, y, loss_value, dims):
+    kind = kinds[q]
     if kind == EV_NORM_ABOVE:
-        return max_neuron_norm(y, dims) - threshold
+        return max_neuron_norm(y, dims) - thresholds[q]
     if kind == EV_LOSS_BELOW:
-        return threshold - loss_value
-    return loss_value - threshold
+        return thresholds[q] - loss_value
+    if kind == EV_LOSS_ABOVE:
+        return loss_value - thresholds[q]
+    return _abi.call(kind, (t, y, thresholds, kinds.size, loss_value))
 
 
 @jit
-def event_values(kinds, thresholds, y, loss_value, dims, out):
+def event_values(kinds, thresholds, t, y, loss_value, dims, out):
     for q in range(kinds.size):
-        out[q] = event_value(kinds[q], thresholds[q], y, loss_value, dims)
+        out[q] = event_value(kinds, thresholds, q, t, y, loss_value, dims)
 
 
 @jit
-def _g_at(kind, threshold, y0, K, P, h, theta, dims, X, Y, c, yd):
+def _g_at(kinds, thresholds, q, t0, y0, K, P, h, theta, dims, X, Y, c, yd):
     dense_eval(y0, K, P, h, theta, yd)
     loss_value = 0.0
-    if kind != EV_NORM_ABOVE:
+    if kinds[q] != EV_NORM_ABOVE:
         loss_value = loss(yd, X, Y, c, dims)
-    return event_value(kind, threshold, yd, loss_value, dims)
+    return event_value(kinds, thresholds, q, t0 + theta * h, yd, loss_value, dims)
 
 
 @jit
-def locate_event(kind, threshold, y0, K, P, h, dims, X, Y, c, g0, g1, yd):
+def locate_event(kinds, thresholds, q, t0, y0, K, P, h, dims, X, Y, c, g0, g1, yd):
     """theta in (0, 1] with g(y(t0 + theta h)) = 0, given g0 < 0 <= g1."""
     lo = 0.0
     hi = 1.0
@@ -68,7 +79,7 @@ def locate_event(kind, threshold, y0, K, P, h, dims, X, Y, c, g0, g1, yd):
         mid = (lo * ghi - hi * glo) / (ghi - glo)
         if not (lo < mid < hi):
             mid = 0.5 * (lo + hi)
-        gm = _g_at(kind, threshold, y0, K, P, h, mid, dims, X, Y, c, yd)
+        gm = _g_at(kinds, thresholds, q, t0, y0, K, P, h, mid, dims, X, Y, c, yd)
         if gm >= 0.0:
             hi = mid
             ghi = gm

@@ -147,7 +147,7 @@ def _record(
 def _needs_dense(ev_kind, ev_thr, ev_g, ev_t, y1, loss1, dims, g_new, save_t, ist, t_new):
     """Evaluate the events at y1 (into ``g_new``); True when the step's dense output
     is needed: an event crossed, or a save time falls inside the step."""
-    event_values(ev_kind, ev_thr, y1, loss1, dims, g_new)
+    event_values(ev_kind, ev_thr, t_new, y1, loss1, dims, g_new)
     for q in range(ev_kind.size):
         if ev_t[q] != ev_t[q] and ev_g[q] < 0.0 and g_new[q] >= 0.0:
             return True
@@ -172,7 +172,7 @@ def step_outputs(
     for q in range(n_ev):
         if ev_t[q] == ev_t[q] or not (ev_g[q] < 0.0 and g_new[q] >= 0.0):
             continue  # already fired (not NaN) or no upward crossing
-        theta_q = locate_event(ev_kind[q], ev_thr[q], y, K, P, h, dims, X, Y, c, ev_g[q],
+        theta_q = locate_event(ev_kind, ev_thr, q, t, y, K, P, h, dims, X, Y, c, ev_g[q],
                                g_new[q], yd)  # fmt: skip
         ev_t[q] = t + theta_q * h
         dense_eval(y, K, P, h, theta_q, yd)
@@ -228,7 +228,7 @@ def start_run(
     while ist[I_SAVE] < save_t.size and save_t[ist[I_SAVE]] <= t:
         _record(y, t, loss(y, X, Y, c, dims), dims, 0, out_t, out_loss, out_norms,
                 out_maxnorm, out_states, save_state_row, ist)  # fmt: skip
-    event_values(ev_kind, ev_thr, y, fst[F_LOSS], dims, ev_g)
+    event_values(ev_kind, ev_thr, t, y, fst[F_LOSS], dims, ev_g)
     return True
 
 

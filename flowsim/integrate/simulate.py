@@ -10,11 +10,13 @@ in chunks; between chunks this driver updates the progress bar and enforces
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -49,10 +51,10 @@ _CHUNK_SECONDS = 0.25
 class Event:
     """A threshold event located on the dense output.
 
-    Use :func:`escape`, :func:`loss_below` or :func:`loss_above` to make one.
-    ``quantity`` is ``"norm"`` (largest neuron input-weight norm),
-    ``"loss_below"`` or ``"loss_above"``; ``units`` applies to norms
-    (``"original"`` or ``"normalized"``).
+    Use :func:`escape`, :func:`loss_below`, :func:`loss_above` or :func:`event`
+    to make one.  ``quantity`` is ``"norm"`` (largest neuron input-weight norm),
+    ``"loss_below"``, ``"loss_above"`` or ``"custom"`` (``function``, see
+    :func:`event`); ``units`` applies to norms (``"original"`` or ``"normalized"``).
     """
 
     name: str
@@ -60,8 +62,16 @@ class Event:
     threshold: float
     units: str = "original"
     terminal: bool = True
+    function: object = field(default=None, compare=False)
 
     def __post_init__(self):
+        if self.quantity == "custom":
+            if not isinstance(self.function, numba.core.registry.CPUDispatcher):
+                raise TypeError(
+                    "a custom event's function must be a @numba.njit function "
+                    f"g(t, theta, loss) -> float, got {type(self.function).__name__}"
+                )
+            return
         try:
             threshold = float(self.threshold)
         except (TypeError, ValueError):
@@ -89,6 +99,32 @@ def escape(norm: float | None = None, *, loss: float | None = None, units="origi
     return Event("escape", "loss_below", loss, units, terminal)
 
 
+def event(function, *, name: str | None = None, terminal: bool = True) -> Event:
+    """Event given by a compiled function: it fires where ``g`` rises through 0.
+
+    Parameters
+    ----------
+    function : numba dispatcher
+        ``g(t, theta, loss) -> float``, an ``@numba.njit`` function of the time,
+        the parameters and the loss, all in original units (``theta`` float64,
+        shape (P,); do not modify it).  Negative before the event; the crossing
+        is located on the dense output like the built-in events' (at the iterate
+        for ``gd`` and ``adam``), and a ``g >= 0`` at the start fires there.
+    name : str, optional
+        Name of the event in the trajectory (default: the function's name).
+    terminal : bool
+        Stop the run at the event.
+
+    Notes
+    -----
+    The function is called from the compiled stepping loop through a C callback
+    (:mod:`flowsim._abi`), compiled once per process (about a second), so a run
+    with it stays compiled end to end.  A trajectory records it by name.
+    """
+    label = name if name is not None else getattr(function, "__name__", "event")
+    return Event(str(label), "custom", float("nan"), "original", bool(terminal), function)
+
+
 def loss_below(threshold: float, *, terminal=True) -> Event:
     """Event: the loss falls to ``threshold``."""
     return Event("loss_below", "loss_below", threshold, "original", terminal)
@@ -97,6 +133,35 @@ def loss_below(threshold: float, *, terminal=True) -> Event:
 def loss_above(threshold: float, *, terminal=True) -> Event:
     """Event: the loss rises to ``threshold``."""
     return Event("loss_above", "loss_above", threshold, "original", terminal)
+
+
+def _event_kind(event: Event) -> int:
+    """The compiled loop's code of a built-in event, or the address of a custom
+    event's callback (:mod:`flowsim.integrate.events`)."""
+    if event.quantity != "custom":
+        return _EV_CODES[event.quantity]
+    return _event_callback(event.function)
+
+
+@functools.lru_cache(maxsize=64)
+def _event_callback(fn) -> int:
+    """Address of ``g(t_bar, y_bar, thresholds, n_events, loss)`` around ``fn``."""
+
+    @numba.njit
+    def g(t_bar, y_bar, thresholds, n_events, loss_value):
+        theta = np.empty(y_bar.size)
+        for p in range(y_bar.size):
+            theta[p] = thresholds[n_events + 1 + p] * y_bar[p]
+        return float(fn(t_bar * thresholds[n_events], theta, loss_value))
+
+    f64, i64, ptr = numba.types.float64, numba.types.int64, numba.types.CPointer
+    signature = f64(f64, ptr(f64), i64, ptr(f64), i64, i64, f64)
+
+    def c_g(t_bar, y, n_y, thr, n_thr, n_events, loss_value):
+        return g(t_bar, numba.carray(y, (n_y,)), numba.carray(thr, (n_thr,)), n_events,
+                 loss_value)  # fmt: skip
+
+    return numba.cfunc(signature, nogil=True)(c_g).address
 
 
 def _threshold_unit(event: Event, neuron_scale: float) -> float:
@@ -159,7 +224,7 @@ def _fire_at_start(kernels, y_bar, Xa, y, c, dims, ev_kind, ev_thr, ev_terminal,
     if ev_kind.size == 0:
         return -1
     loss0 = float(kernels.loss(y_bar, Xa, y, c, dims))
-    kernels.event_values(ev_kind, ev_thr, y_bar, loss0, dims, ev_g)
+    kernels.event_values(ev_kind, ev_thr, t_start, y_bar, loss0, dims, ev_g)
     stop = -1
     for q in np.flatnonzero(ev_g >= 0.0):
         ev_t[q] = t_start
@@ -168,6 +233,16 @@ def _fire_at_start(kernels, y_bar, Xa, y, c, dims, ev_kind, ev_thr, ev_terminal,
         if ev_terminal[q] and stop < 0:
             stop = int(q)
     return stop
+
+
+def _event_config(event: Event) -> dict:
+    """What a result records of an event (a custom one's function by name)."""
+    out = {k: v for k, v in vars(event).items() if k != "function"}
+    if event.quantity == "custom":
+        fn = event.function
+        out["threshold"] = None
+        out["function"] = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+    return out
 
 
 def _check_events(events) -> tuple:
@@ -481,11 +556,14 @@ def simulate(
     ist[0] = it0
 
     neuron_scale = scales[net.neuron_layer]
-    ev_kind = np.array([_EV_CODES[e.quantity] for e in events], dtype=np.int64)
+    ev_kind = np.array([_event_kind(e) for e in events], dtype=np.int64)
     ev_thr = np.array(
-        [e.threshold / _threshold_unit(e, neuron_scale) for e in events],
+        [0.0 if e.quantity == "custom" else e.threshold / _threshold_unit(e, neuron_scale)
+         for e in events],
         dtype=np.float64,
-    )
+    )  # fmt: skip
+    # custom events see original units: the time and per-parameter scales follow
+    ev_thr = np.concatenate([ev_thr, [1.0 if family == "discrete" else T], S])
     ev_terminal = np.array([int(e.terminal) for e in events], dtype=np.int64)
     ev_g = np.zeros(len(events))
     ev_t = np.full(len(events), np.nan)
@@ -603,7 +681,7 @@ def simulate(
         "dt": dt,
         "n_save": int(save_t.size),
         "save_state": save_state if isinstance(save_state, str) else int(save_state),
-        "events": [vars(e).copy() for e in events],
+        "events": [_event_config(e) for e in events],
         "max_steps": int(max_steps),
         "max_wall": max_wall,
         "adam": adam if method == "adam" else None,

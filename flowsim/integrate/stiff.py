@@ -175,7 +175,7 @@ def accept_step(
     """Accept a step from (t, y) to (t_new, y1) with the dense output (``K``, ``P``):
     locate events, save, then move to y1.  Returns (the new time, whether a
     terminal event stopped the run)."""
-    event_values(ev_kind, ev_thr, y1, loss1, dims, g_new)
+    event_values(ev_kind, ev_thr, t_new, y1, loss1, dims, g_new)
     stop_event = step_outputs(
         y, y1, K, P, h, t, t_new, loss1, X, Y, c, dims,
         ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss, g_new,

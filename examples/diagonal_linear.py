@@ -32,7 +32,7 @@ from scipy.integrate import solve_ivp
 import flowsim as fs
 
 
-@numba.njit(cache=True)
+@numba.njit
 def loss_and_gradient(theta, X, y, grad):
     """R and its gradient for theta = [u (d), v (d)]."""
     n, d = X.shape

@@ -107,8 +107,8 @@ def table_source() -> str:
 
 SWITCHING = ("switch_init", "switch_cross", "switch_locate")
 """The kink functions: compiled only for runs that treat kinks."""
-NEWTON = ("newton_work_size", "newton_factor", "newton_solve")
-"""The Jacobian-factor functions: compiled only for runs that may use RODAS or BDF."""
+NEWTON = ("newton_factor", "newton_solve")
+"""The Jacobian-factor functions: compiled only for runs that use RODAS or BDF."""
 
 _STUB_VALUES = {"loss": "math.nan", "value": "math.nan", "none": "None",
                 "triple": "(2.0, -1, -1)", "count": "1", "flag": "False"}  # fmt: skip

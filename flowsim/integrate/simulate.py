@@ -536,7 +536,8 @@ def simulate(
     if family in ("rodas", "bdf") and factor_ok is not True:
         raise ValueError(f"method {method!r} is not available here: {factor_ok}")
     # the core's stepping loops, and the model reached through the callbacks this run uses
-    newton = family in ("rodas", "bdf") or (family == "auto" and bdf_ok)
+    # (auto: the Jacobian factor is compiled at its first hand-over to BDF, see _auto_switcher)
+    newton = family in ("rodas", "bdf")
     dims = net.core_dims(Xa.shape[0], switching=switching, newton=newton)
     kernels = core()
     P = y_bar.size
@@ -616,8 +617,13 @@ def simulate(
             run_chunk = bdf_chunk
         else:
             stiff = ("bdf", bdf_chunk) if bdf_ok else ("rkc", rkc_chunk)
+
+            def prepare_bdf():
+                dims[:] = net.core_dims(Xa.shape[0], switching=switching, newton=True)
+
             run_chunk = _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims,
-                                       mode, aux, v_power, fst, ist, method_log, T)  # fmt: skip
+                                       mode, aux, v_power, fst, ist, method_log, T,
+                                       prepare_bdf)  # fmt: skip
     else:
         n_iter = int(round(t_end / dt))
         save_iter = np.minimum(np.ceil(save_t / dt - 1e-9), n_iter).astype(np.int64)
@@ -838,7 +844,7 @@ def _factor_supported(net, n: int):
 
 
 def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux, v_power,
-                   fst, ist, method_log, T):  # fmt: skip
+                   fst, ist, method_log, T, prepare_bdf=None):  # fmt: skip
     """``method="auto"``: dopri5 while the flow is not stiff, then ``stiff``:
     ("bdf", chunk) on two-layer nets whose Jacobian factor fits FACTOR_MAX_BYTES
     (at AUTO_BDF_TOL times the tolerances), else ("rkc", chunk).
@@ -849,7 +855,10 @@ def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux
     when the stiffness is gone (its stage count).  BDF stays: it restarts at
     order 1 after a switch, and handing back at its first test point, before it
     reached its order and step, made runs alternate between the two methods.
-    Every switch is logged.
+    Every switch is logged.  ``prepare_bdf`` runs before the first switch to BDF:
+    it compiles the model's Jacobian factor, which most runs never need (the
+    integrator core's BDF itself is compiled once per machine; ``flowsim warmup``
+    compiles an activation's factor ahead of time).
 
     The test points are counts of accepted steps (AUTO_FIRST_CHECK after each
     switch, then growing intervals), not the driver's chunks, whose length
@@ -874,6 +883,8 @@ def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux
         ist[7] = 0  # the next method evaluates f0 itself
         ist[14] = 0
         if name == "bdf":
+            if prepare_bdf is not None:  # the model's Jacobian factor (compiled on first use)
+                prepare_bdf()
             fst[5] *= AUTO_BDF_TOL
             fst[6] *= AUTO_BDF_TOL
         method_log.append((float(fst[0] * T), name))

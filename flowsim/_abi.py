@@ -124,6 +124,10 @@ def compile_table(module, *, switching: bool = True, newton: bool = True) -> lis
     model, so that nothing is ever called through a null address.
     """
     skip = (() if switching else SWITCHING) + (() if newton else NEWTON)
+    # Load Numba's threading layer first: a cached callback with parallel loops links to
+    # its symbols (allocate_sched ...), and LLVM aborts the process if they are missing;
+    # a dispatcher does this itself on its first call, a cfunc loaded from the cache not.
+    numba.get_num_threads()
     table = module.__dict__.setdefault("_flowsim_table", {})
     for (name, _, _), fn in zip(INTERFACE, module.CALLBACKS, strict=True):
         if name not in skip and name not in table:

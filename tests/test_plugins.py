@@ -184,3 +184,28 @@ def test_concurrent_first_use_compiles_once(tmp_path):
     assert len({out for out, _ in results}) == 1
     notices = sum(err.count("compiling two_layer kernels") for _, err in results)
     assert notices == 1, [err for _, err in results]
+
+
+PARALLEL_RUN = textwrap.dedent(
+    """
+    import numpy as np
+    import flowsim as fs
+    rng = np.random.default_rng(0)
+    net = fs.TwoLayer("tanh", 300, 2)  # n * P = 200 * 1200: the parallel kernels
+    X = rng.uniform(-1, 1, (200, 2))
+    traj = fs.simulate(net, net.init(1, scale=1e-2), X, np.tanh(X @ [1.0, -1.0]), t_end=1.0,
+                       method="dopri5", progress=False)
+    print(repr(float(traj.loss[-1])))
+    """
+)
+
+
+@pytest.mark.slow
+def test_parallel_callbacks_load_from_the_cache(tmp_path):
+    """The second process loads the parallel kernels' callbacks from the cache (it used to
+    abort in LLVM: 'Symbol not found: allocate_sched') and gets the same numbers."""
+    env = {**os.environ, "FLOWSIM_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", PARALLEL_RUN], env=env, capture_output=True,
+                           text=True, timeout=900) for _ in range(2)]  # fmt: skip
+    assert [r.returncode for r in runs] == [0, 0], runs[1].stderr[-2000:]
+    assert runs[0].stdout == runs[1].stdout

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+import flowsim.measure as fm
 from flowsim.cli import main
 from flowsim.data import gaussian_sequences
 from flowsim.theory.attention import stage1
@@ -61,3 +62,53 @@ def test_cli_theory_attention_bad_input_exits_2(capsys, argv):
     assert main(["theory", "attention", "--n", "10", "--s", "3", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("flowsim theory attention: ") and err.count("\n") == 1
+
+
+def test_stage_times_on_planted_series():
+    t = np.arange(6.0)
+    outer = np.array([6.0, 5.0, 3.0, 2.0, 2.0, 2.0])
+    qk = np.array([6.0, 6.0, 6.0, 3.0, 1.5, 2.0])
+    change = np.array([0.0, 1e-5, 1e-3, 0.5, 2.0, 3.0])
+    a = check.stage_times(t, outer, qk, change, fall=0.6)
+    assert (a["i1"], a["i2"], a["t1"], a["t2"]) == (2, 3, 2.0, 3.0)
+    assert a["qk_change_t1"] == 1e-3 and a["qk_rank_t1"] == 1.0
+    assert a["qk_rank_min"] == pytest.approx(0.25)
+    # WQ, WK collapsing first is seen (t2 < t1), not hidden by a search after t1
+    b = check.stage_times(t, outer, np.array([6.0, 3.0, 2.0, 2.0, 2.0, 2.0]), change)
+    assert b["t2"] < b["t1"]
+    # no stage 1: nan, index -1
+    c = check.stage_times(t, np.full(6, 6.0), qk, change)
+    assert c["i1"] == -1 and np.isnan(c["t1"]) and np.isnan(c["qk_change_t1"])
+
+
+def test_group_series_ranks_and_changes(rng):
+    T, d = 3, 4
+    blocks = {
+        k: np.repeat(rng.standard_normal((1, d, d)), T, axis=0) for k in check.OUTER + check.QK
+    }
+    u = rng.standard_normal(d)
+    blocks["WQ"][2] = blocks["WK"][2] = np.outer(u, u)  # rank one at the last time
+    s = check.group_series(blocks)
+    assert s["change_outer"] == pytest.approx(np.zeros(T), abs=1e-15)
+    assert s["change_qk"][:2] == pytest.approx([0.0, 0.0], abs=1e-15)
+    assert s["rank_qk"][2] == pytest.approx(1.0)
+    assert s["rank_outer"][0] == pytest.approx(
+        np.mean([fm.effective_rank(blocks[k][0]) for k in check.OUTER])
+    )
+
+
+def test_anchor_records_name_every_run_and_stage():
+    net, ids, y = check.anchor_task()
+    assert net.loss_name == "cross_entropy" and ids.shape == (check.ANCHOR["n"], check.ANCHOR["s"])
+    assert net.vocabulary == check.ANCHOR["keys"][1] + 2 and y.max() < net.vocabulary
+    P, T = net.n_params, 4
+    theta = np.repeat(net.init(0, scale=1e-3)[None], T, axis=0)
+    theta[1:] *= np.linspace(1.0, 2.0, T - 1)[:, None]  # sizes change, ranks do not
+    runs = {name: {"t": np.arange(T, dtype=float), "loss": np.ones(T), "theta": theta,
+                   "nfev": T} for name in check.ANCHOR_RUNS}  # fmt: skip
+    assert theta.shape == (T, P)
+    records = check.anchor_records(runs)
+    names = {r.name for r in records}
+    assert names == {f"attention.anchor/{n}/{k}" for n in check.ANCHOR_RUNS
+                     for k in ("stage1", "stage2", "order")}  # fmt: skip
+    assert not any(r.passed for r in records)  # no rank falls: every stage row fails

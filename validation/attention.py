@@ -52,8 +52,32 @@ time from size delta to the blow-up, independent of eps (46 here, a quarter of
 the ratio row covers that term, which ``T_LO`` carries too).  The stage-1 pieces run in
 seconds; the stage-2 run is the same at both sizes.
 
-Not done here: the three stages of [CL25] Figure 1 on the anchor-function task (flow
-and Adam side by side, heatmaps, relative norm changes, effective ranks).
+The three stages of [CL25] Figure 1 on the anchor-function task (``anchor/*`` rows; the
+same at both sizes, about 1 s warm).  The paper: anchors {1, 2, 3, 4}, keys 5..100, s = 10,
+one layer and head, tanh feed-forward, fixed embedding and unembedding, every weight
+N(0, d_model^-1.7), cross-entropy on the last token, AdamW.  Here (:data:`ANCHOR`):
+keys 5..36 (V = 38), s = 10, n = 128, d = h = 8, embedding = unembedding with N(0, 1)
+entries (``nn.Embedding``'s default; d^-0.85 = 0.17 would not be small against these
+tokens), every trained block N(0, eps^2).  Runs (:data:`ANCHOR_RUNS`): the exact flow
+(eps = 1e-3, adaptive RK at rtol 1e-7, to t = 1450), and flowsim's ``adam``
+(eps = 1e-4 and, from the flow's init, eps = 1e-3; lr eps/10, 500 steps).  flowsim's
+``adam`` has no weight decay: AdamW's default 0.01 would scale every weight by
+(1 - 0.01 lr)^500 >= 0.9995 over these runs, far below the bounds below (computed, not
+measured).  The outer group's (WV, W1, W2) and WQ, WK's effective ranks are the mean
+over the group's matrices of exp of the entropy of the normalized singular values;
+``t1`` is the first saved time the outer one is at most 0.6 of its start, ``t2`` the first
+time WQ, WK's is.  Records per run: stage 1, the relative change
+``|theta_g - theta_g(0)|/|theta_g(0)|`` of WQ, WK at ``t1`` at most 0.01; stage 2, WQ, WK's
+effective rank falls to at most 0.5 of its start after ``t1``; the order ``t2/t1 > 1``.
+Measured: the flow separates the stages (change 2.1e-4 at t1 = 1215, t2 = 1320), and so
+does Adam at eps = 1e-4 (4.0e-5); Adam from the flow's init does not (finding
+``anchor/adam_same_init/stage1``: once the WQ, WK gradient passes Adam's eps, 1e-8, Adam's
+normalization moves them as fast as the outer weights).  Stage 3 (further training: the
+ranks rise again) shows at the end of the flow's run.  The model has no positional
+encoding ([CL25] Definition 3): its output depends on the bag of tokens and the last one,
+not on which key follows the anchor, so the loss falls only from 3.64 to 3.25 (flow; Adam
+at eps = 1e-4 is still at 3.637 after 500 steps): the stages are of the dynamics from
+small initialization, not of solving the task.
 
 References
 ----------
@@ -70,7 +94,7 @@ from scipy.integrate import solve_ivp
 
 import flowsim as fs
 import flowsim.measure as fm
-from flowsim.data import gaussian_sequences
+from flowsim.data import anchor_function, gaussian_sequences
 from flowsim.theory.attention import stage1, stage2
 from flowsim.validation._record import Finding, Record, attach_findings, bound_check
 from flowsim.validation._style import figure, save
@@ -109,6 +133,22 @@ QK_SLOPE_ATOL = 0.1
 QK_ESCAPE_BOUND = 0.05
 RATE_RTOL = 0.10
 
+ANCHOR = {"n": 128, "s": 10, "d": 8, "anchors": (1, 2, 3, 4), "keys": (5, 36), "data_seed": 0,
+          "embedding_seed": 1, "init_seed": 0, "activation": "tanh"}  # fmt: skip
+"""The anchor-function task of [CL25] sized for CPU (the paper: keys 5..100, s = 10, its
+d_model; here keys 5..36, V = 38, d = h = 8, n = 128; the same at both sizes)."""
+ANCHOR_RUNS = {
+    "flow": {"eps": 1e-3, "method": "auto", "rtol": 1e-7, "t_end": 1450.0, "n_save": 291},
+    "adam": {"eps": 1e-4, "method": "adam", "dt": 1e-5, "steps": 500},
+    "adam_same_init": {"eps": 1e-3, "method": "adam", "dt": 1e-4, "steps": 500},
+}
+"""Small-init runs on the anchor task: the exact flow (adaptive RK), and Adam (no weight
+decay) at two init scales; Adam's learning rate is eps / 10 (one step moves an entry by at
+most about eps / 10)."""
+RANK_FALL = 0.6
+QK_STAGE1_BOUND = 0.01
+QK_RANK_BOUND = 0.5
+
 FINDINGS = {
     f"{NAME}.stage2/rate_frozen": Finding(
         "Assumption 2 does not hold on this task: after the escape the outer weights reach a "
@@ -126,6 +166,18 @@ FINDINGS = {
         "weights drifted (Assumption 2 fails, see rate_frozen)",
         33.9,
         0.5,
+    ),
+    f"{NAME}.anchor/adam_same_init/stage1": Finding(
+        "Adam from the flow's init (eps = 1e-3, lr 1e-4) does not keep WQ, WK frozen: their "
+        "gradient (2.8e-12 per entry at the start, O(eps^4), against 3e-7 to 4e-7 for "
+        "the outer weights) grows with the outer weights until it passes Adam's eps (1e-8), "
+        "and from then on Adam's per-coordinate normalization moves WQ, WK by about lr per "
+        "step, as fast as the outer weights: relative change 0.56 when the outer effective "
+        "rank has fallen to 0.6 of its start.  The stage separation of the flow (a gradient ratio "
+        "eps^2) survives under Adam only while the WQ, WK gradient stays below Adam's eps: "
+        "at eps = 1e-4 (the adam rows) the change at the same point is 4e-5",
+        0.5645,
+        0.005,
     ),
 }
 
@@ -269,13 +321,59 @@ def _stage2_run(net, X, y, st1):
     return out
 
 
+def anchor_task():
+    """The network and data of the anchor-function protocol (:data:`ANCHOR`).
+
+    Returns
+    -------
+    net : flowsim.Attention
+        Cross-entropy over V = 38 tokens through the fixed embedding ``E`` (entries N(0, 1),
+        PyTorch's ``nn.Embedding`` default), which is also the unembedding.
+    ids : ndarray of int, shape (n, s)
+    y : ndarray, shape (n,)
+        Target token ids.
+    """
+    a = ANCHOR
+    ids, y = anchor_function(
+        a["n"],
+        a["s"],
+        anchors=a["anchors"],
+        keys=range(a["keys"][0], a["keys"][1] + 1),
+        seed=a["data_seed"],
+    )
+    V = a["keys"][1] + 2
+    E = np.random.default_rng(a["embedding_seed"]).standard_normal((V, a["d"]))
+    net = fs.Attention(a["d"], activation=a["activation"], loss="cross_entropy", embedding=E)
+    return net, ids, y  # fmt: skip
+
+
+def _anchor_run(net, ids, y, spec):
+    """One run of :data:`ANCHOR_RUNS`: times, losses and every saved state."""
+    theta0 = net.init(ANCHOR["init_seed"], scale=spec["eps"])
+    if spec["method"] == "adam":
+        t_end = spec["steps"] * spec["dt"]
+        save = np.arange(spec["steps"] + 1) * spec["dt"]
+        options = {"dt": spec["dt"]}
+    else:
+        t_end = spec["t_end"]
+        save = np.linspace(0.0, t_end, spec["n_save"])
+        options = {"rtol": spec["rtol"]}
+    traj = fs.simulate(net, theta0, ids, y, t_end=t_end, method=spec["method"], save=save,
+                       save_state="all", progress=False, **options)  # fmt: skip
+    return {"t": traj.t, "loss": traj.loss, "theta": traj.theta, "nfev": traj.nfev,
+            "wall": traj.wall_time}  # fmt: skip
+
+
 def simulate(size: str) -> dict:
     X, y = sequences()
     net = fs.Attention(PROTOCOL["d"], activation=PROTOCOL["activation"])
     st1 = stage1(X, y, activation=PROTOCOL["activation"])
+    anchor_net, ids, targets = anchor_task()
     return {"stage1": _stage1_runs(net, X, y, st1, SIZES[size]["eps"]),
             "blowup": _blowup_run(net, st1), "stage2": _stage2_run(net, X, y, st1),
-            "v": st1.v, "time_factor": st1.time_factor}  # fmt: skip
+            "v": st1.v, "time_factor": st1.time_factor,
+            "anchor": {name: _anchor_run(anchor_net, ids, targets, spec)
+                       for name, spec in ANCHOR_RUNS.items()}}  # fmt: skip
 
 
 # -- analysis ----------------------------------------------------------------------------------
@@ -333,6 +431,66 @@ def stage2_analysis(run: dict, X, y) -> dict:
         "wv_end": float(np.linalg.norm(run["WV"][end])),
         "ratio_t2": float(ratio[k2]), "ratio_end": float(ratio[end]),
     }  # fmt: skip
+
+
+OUTER = ("WV", "W1", "W2")
+QK = ("WQ", "WK")
+
+
+def group_series(blocks: dict) -> dict:
+    """Effective ranks and relative changes of the outer group and of WQ, WK over a run.
+
+    Parameters
+    ----------
+    blocks : dict of ndarray
+        ``{"WQ", "WK", "WV", "W1", "W2"}`` each of shape (T, r, c), the saved states.
+
+    Returns
+    -------
+    dict
+        ``rank_outer``, ``rank_qk`` (T,): the mean effective rank (exp of the entropy of the
+        normalized singular values) of the group's matrices; ``change_outer``,
+        ``change_qk`` (T,): ``|theta_g(t) - theta_g(0)| / |theta_g(0)|`` of the group.
+    """
+    out = {}
+    for key, group in (("outer", OUTER), ("qk", QK)):
+        out[f"rank_{key}"] = np.mean([fm.effective_rank(blocks[k]) for k in group], axis=0)
+        out[f"change_{key}"] = fm.relative_change([blocks[k] for k in group],
+                                                  [blocks[k][0] for k in group])  # fmt: skip
+    return out
+
+
+def stage_times(t, rank_outer, rank_qk, change_qk, fall=RANK_FALL) -> dict:
+    """The stages of [CL25] Figure 1 on a run's group series (see :func:`group_series`).
+
+    ``t1``: first saved time the outer group's effective rank is at most ``fall`` times its
+    start (stage 1 has condensed it); ``t2``: first saved time WQ, WK's is (stage 2), over
+    the whole run, so that ``t2 < t1`` when WQ, WK collapse first.  Also the WQ, WK relative
+    change and rank ratio at ``t1``, and the smallest ``rank_qk / rank_qk[0]`` from ``t1``
+    on.  nan (index -1) where a stage does not occur.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    rank_outer = np.asarray(rank_outer, dtype=np.float64)
+    ratio = np.asarray(rank_qk, dtype=np.float64) / rank_qk[0]
+    first = np.flatnonzero(rank_outer <= fall * rank_outer[0])
+    second = np.flatnonzero(ratio <= fall)
+    i1 = int(first[0]) if first.size else -1
+    i2 = int(second[0]) if second.size else -1
+    out = {"i1": i1, "i2": i2, "t1": float(t[i1]) if i1 >= 0 else math.nan,
+           "t2": float(t[i2]) if i2 >= 0 else math.nan, "qk_change_t1": math.nan,
+           "qk_rank_t1": math.nan, "qk_rank_min": math.nan}  # fmt: skip
+    if i1 >= 0:
+        out.update(qk_change_t1=float(np.asarray(change_qk)[i1]), qk_rank_t1=float(ratio[i1]),
+                   qk_rank_min=float(ratio[i1:].min()))  # fmt: skip
+    return out
+
+
+def anchor_analysis(net, run: dict) -> dict:
+    """:func:`group_series` and :func:`stage_times` of one anchor run."""
+    blocks = {k: np.stack([net.unpack(th)[k] for th in run["theta"]]) for k in net.layer_names}
+    series = group_series(blocks)
+    stages = stage_times(run["t"], series["rank_outer"], series["rank_qk"], series["change_qk"])
+    return {"blocks": blocks, **series, **stages}
 
 
 def late_slope(t, E, fraction=0.1):
@@ -463,15 +621,107 @@ def evaluate(data: dict, size: str, figure_path=None) -> list:
         "(p_1, q_1) (larger angle, deg)", 0.0, now, f"<= {ANGLE_BOUND:g}", now <= ANGLE_BOUND,
         config2, figure_path,
         f"WQ {a['angle_q_now']:.2f} deg, WK {a['angle_k_now']:.2f} deg"))  # fmt: skip
+    records += anchor_records(data["anchor"], figure_path)
     return attach_findings(records, FINDINGS)
+
+
+def anchor_records(runs: dict, figure_path=None) -> list:
+    """Stage 1, stage 2 and their order on every anchor run (see the module)."""
+    net = anchor_task()[0]
+    records = []
+    for name, spec in ANCHOR_RUNS.items():
+        run = runs[name]
+        a = anchor_analysis(net, run)
+        config = {**ANCHOR, **spec}
+        i1, i2 = a["i1"], a["i2"]
+        where = (f"outer effective rank {a['rank_outer'][0]:.3f} at the start, "
+                 f"{a['rank_outer'][i1]:.3f} at t1 = {a['t1']:.5g}; " if i1 >= 0 else
+                 f"outer effective rank {a['rank_outer'][0]:.3f} at the start, at least "
+                 f"{a['rank_outer'].min():.3f} (never {RANK_FALL:g} of it); ")  # fmt: skip
+        where += f"WQ, WK effective rank {a['rank_qk'][0]:.3f} at the start"
+        where += f", first at most {RANK_FALL:g} of it at t2 = {a['t2']:.5g}" if i2 >= 0 else ""
+        if spec["method"] == "adam":
+            steps, lr = spec["steps"], spec["dt"]
+            where += (f"; {steps} steps at lr {lr:g}, no weight decay (AdamW's default 0.01 "
+                      f"would scale every weight by {(1 - 0.01 * lr) ** steps:.6f} over the "
+                      "run, far below the stated bounds: not measured)")  # fmt: skip
+        else:
+            where += f"; nfev {run['nfev']}"
+        records.append(_record(
+            f"anchor/{name}/stage1", f"stage 1 ({name}): the outer group's (WV, W1, W2) "
+            f"effective rank falls to {RANK_FALL:g} of its start while WQ, WK keep their size "
+            "(their relative change then)", 0.0, a["qk_change_t1"],
+            f"<= {QK_STAGE1_BOUND:g}", a["qk_change_t1"] <= QK_STAGE1_BOUND, config,
+            figure_path, where + (f"; WQ, WK rank ratio at t1 {a['qk_rank_t1']:.4f}"
+                                  if i1 >= 0 else "")))  # fmt: skip
+        records.append(_record(
+            f"anchor/{name}/stage2", f"stage 2 ({name}): afterwards WQ, WK's effective rank "
+            "drops (smallest ratio to its start from t1 on; the rank-one limit is "
+            f"1/{a['rank_qk'][0]:.3g})", 1.0 / a["rank_qk"][0], a["qk_rank_min"],
+            f"<= {QK_RANK_BOUND:g}", a["qk_rank_min"] <= QK_RANK_BOUND, config, figure_path,
+            where))  # fmt: skip
+        order = a["t2"] / a["t1"]
+        records.append(_record(
+            f"anchor/{name}/order", f"stage order ({name}): WQ, WK's rank drop (t2) after the "
+            "outer group's (t1) (t2/t1)", 1.0, order, "> 1", order > 1, config, figure_path,
+            where))  # fmt: skip
+    return records
 
 
 # -- figure ------------------------------------------------------------------------------------
 
 
+def _draw_anchor(axes, net, run, title):
+    """One row of the anchor figure: heatmaps at the stage times, changes and ranks."""
+    a = anchor_analysis(net, run)
+    t = run["t"]
+    for ax, key, i, label in ((axes[0], "W1", a["i1"], "t_1"), (axes[1], "WQ", a["i2"], "t_2")):
+        i = i if i >= 0 else len(t) - 1
+        W = a["blocks"][key][i]
+        C, _ = fm.reordered_similarity(W.T if key == "W1" else W)
+        image = ax.imshow(C, cmap="RdBu_r", vmin=-1, vmax=1)
+        what = "$W_1$ neurons (columns)" if key == "W1" else "$W_Q$ rows"
+        ax.set(title=f"{title}\n{what} at ${label}$", xticks=[], yticks=[])
+        ax.grid(False)
+    axes[1].figure.colorbar(image, ax=axes[1], shrink=0.8, label="cosine")
+    ax = axes[2]
+    ax.semilogy(t, a["change_outer"], color="tab:blue", label=r"$W_V, W_1, W_2$")
+    ax.semilogy(t, a["change_qk"], color="tab:orange", label=r"$W_Q, W_K$")
+    ax.set(xlabel="time" if "flow" in title else "time (steps x lr)",
+           title="relative norm change", ylim=(1e-8, None))  # fmt: skip
+    ax = axes[3]
+    ax.plot(t, a["rank_outer"], color="tab:blue", label=r"$W_V, W_1, W_2$ (mean)")
+    ax.plot(t, a["rank_qk"], color="tab:orange", label=r"$W_Q, W_K$ (mean)")
+    ax.set(xlabel=axes[2].get_xlabel(), title=f"effective rank ({title})")
+    for ax in axes[2:]:
+        for ts, style in ((a["t1"], "--"), (a["t2"], ":")):
+            if math.isfinite(ts):
+                ax.axvline(ts, color="k", ls=style, lw=0.8)
+        ax.legend(loc="best")
+
+
 def draw(data: dict, base) -> str:
     X, y = sequences()
-    fig, axes = figure(ncols=3, nrows=1, width=3.4, height=2.8)
+    fig, axes = figure(ncols=4, nrows=4, width=3.4, height=2.8)
+    net = anchor_task()[0]
+    for row, name in ((1, "flow"), (2, "adam"), (3, "adam_same_init")):
+        spec = ANCHOR_RUNS[name]
+        _draw_anchor(
+            axes[row],
+            net,
+            data["anchor"][name],
+            f"{name.replace('_', ' ')}, " + rf"$\varepsilon = {spec['eps']:g}$",
+        )
+    axes[0, 3].axis("off")
+    axes[0, 3].text(
+        0.0,
+        0.5,
+        "rows 2-4: anchor-function task ([CL25] Fig. 1)\n"
+        "dashed: $t_1$ (outer rank at 0.6 of its start)\n"
+        "dotted: $t_2$ (same for $W_Q, W_K$)",
+        va="center",
+        fontsize=8,
+    )
     s1 = data["stage1"]
     ax = axes[0, 0]
     ax.loglog(s1["eps"], s1["t_lo"], "k-", lw=1, label=r"leading order $T_{LO}(\delta)$")

@@ -167,6 +167,7 @@ def test_concurrent_first_use_compiles_once(tmp_path):
     expression = f"x + x**3/{np.random.default_rng().integers(10**6, 10**7)}"
     env = {**os.environ, "FLOWSIM_CACHE_DIR": str(tmp_path / "cache")}
     # the core first, so that what the three race for is the model's kernels
+    (tmp_path / "go").touch()
     subprocess.run([sys.executable, "-c", CONCURRENT, str(tmp_path / "go"), "tanh"],
                    env=env, check=True, capture_output=True, timeout=900)  # fmt: skip
     (tmp_path / "go").unlink(missing_ok=True)

@@ -320,3 +320,27 @@ def test_bad_input_is_refused():
         fs.theory.hessian_spectrum(net, theta, [[0.0]], [0.0], zero_rtol=-1)
     with pytest.raises(ValueError, match="gtol must be a positive number"):
         fs.theory.critical_point(net, theta, [[0.0]], [0.0], gtol=0)
+
+
+def test_runner_forwards_the_store_to_a_check_that_takes_it(tmp_path, monkeypatch):
+    """``flowsim validate --store DIR`` reaches a check without sweep files whose simulate
+    takes ``store`` (the embedding check's loss spectrum), and only the options it takes."""
+    import types
+
+    from flowsim.validation import _runner
+    from flowsim.validation import embedding as check
+
+    seen = {}
+
+    def simulate(size, store=None, workers=None):
+        seen.update(size=size, store=store, workers=workers)
+        return {"x": np.ones(2)}
+
+    module = types.SimpleNamespace(NAME="fake", SIZES={"quick": {}}, __file__=check.__file__,
+                                   simulate=simulate)  # fmt: skip
+    options = {"store": tmp_path / "store", "scheduler": "local", "workers": None}
+    data, _ = _runner.simulation_data(module, "quick", tmp_path, sweep=options)
+    assert seen == {"size": "quick", "store": tmp_path / "store", "workers": None}
+    assert np.array_equal(data["x"], np.ones(2))
+    assert _runner._accepted(lambda size: None, options) == {}
+    assert set(_runner._accepted(check.simulate, options)) == {"store", "scheduler"}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import logging
 import math
@@ -260,7 +261,8 @@ def simulation_data(module, size: str, cache_dir, *, refresh=False, sweep=None):
     ``"simulated, cached in PATH"``.  A cache file that does not decode is recomputed with a
     RuntimeWarning; one that cannot be written is a warning too (the data are returned).
     ``sweep``: options of :func:`sweep_records` (store, scheduler, workers) for the checks
-    whose runs at ``size`` are sweep files.
+    whose runs at ``size`` are sweep files; any other check gets those of them its
+    ``simulate`` takes as keywords (:func:`_accepted`).
     """
     key = _cache_key(module, size)
     path = Path(cache_dir) / f"{module.NAME}-{size}-{key}.npz"
@@ -276,7 +278,7 @@ def simulation_data(module, size: str, cache_dir, *, refresh=False, sweep=None):
     if sweep_files(module, size):
         data = module.simulate(size, **(sweep or {}))
     else:
-        data = module.simulate(size)
+        data = module.simulate(size, **_accepted(module.simulate, sweep))
     try:
         _write_cache(path, key, data)
     except OSError as exc:
@@ -285,6 +287,15 @@ def simulation_data(module, size: str, cache_dir, *, refresh=False, sweep=None):
         return data, "simulated (not cached)"
     _log.info("%s (%s): simulated, cached in %s", module.NAME, size, path)
     return data, f"simulated, cached in {path}"
+
+
+def _accepted(function, options) -> dict:
+    """The entries of ``options`` (the sweep options: store, scheduler, workers) that are not
+    None and that ``function`` takes as keywords: a check without sweep files that runs
+    through a store itself (e.g. a loss spectrum) gets ``--store`` too."""
+    parameters = inspect.signature(function).parameters
+    return {key: value for key, value in (options or {}).items()
+            if value is not None and key in parameters}  # fmt: skip
 
 
 def default_store_dir() -> Path:

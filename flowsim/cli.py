@@ -164,6 +164,7 @@ def _cmd_theory_attention(args) -> int:
         f"  decay rate of sigma2/sigma1 of WQ, WK: s1 - s2 = {st2.rate:.6g}"
         + ("" if st2.simple else " (s1 not simple: no rank-one limit)")
     )
+    return 0
 
 
 def _cmd_warmup(args) -> int:

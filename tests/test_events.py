@@ -305,8 +305,8 @@ def _time_reaches_2_5(t, theta, loss):
 
 
 @numba.njit
-def _loss_falls_to_0_3(t, theta, loss):
-    return 0.3 - loss
+def _loss_falls_to_0_1(t, theta, loss):
+    return 0.1 - loss
 
 
 @numba.njit
@@ -323,12 +323,13 @@ def test_custom_event_sees_original_time_and_loss(small_init_case):
     events = [fs.event(_time_reaches_2_5, terminal=False)]
     time_run = fs.simulate(net, theta0, X, y, events=events, **options)
     assert time_run.event("_time_reaches_2_5").t == pytest.approx(2.5, rel=1e-12)
-    built_in = fs.simulate(net, theta0, X, y, events=[fs.loss_below(0.3)], **options)
-    custom = fs.simulate(net, theta0, X, y, events=[fs.event(_loss_falls_to_0_3, name="fit")],
+    built_in = fs.simulate(net, theta0, X, y, events=[fs.loss_below(0.1)], **options)
+    custom = fs.simulate(net, theta0, X, y, events=[fs.event(_loss_falls_to_0_1, name="fit")],
                          **options)  # fmt: skip
     assert custom.status == "event" and built_in.status == "event"
+    assert built_in.event("loss_below").t > 0  # a crossing, not the start rule
     assert custom.event("fit").t == pytest.approx(built_in.event("loss_below").t, rel=1e-12)
-    assert custom.config["events"][0]["function"].endswith("_loss_falls_to_0_3")
+    assert custom.config["events"][0]["function"].endswith("_loss_falls_to_0_1")
 
 
 def test_custom_event_sees_original_parameters(small_init_case):
@@ -355,3 +356,30 @@ def test_custom_event_sees_original_parameters(small_init_case):
 def test_custom_event_needs_a_compiled_function():
     with pytest.raises(TypeError, match="numba.njit"):
         fs.event(lambda t, theta, loss: t - 1.0)
+
+
+@numba.njit
+def _loss_minus_0_1(t, theta, loss):
+    return loss - 0.1
+
+
+def test_custom_event_direction(small_init_case):
+    """g = loss - 0.1 (positive at the start, loss 0.188) falls through 0 where
+    loss_below(0.1) fires: direction -1, and direction 0 (leave the starting sign);
+    direction 1 holds at the start, so it fires there."""
+    net, theta0, X, y = small_init_case
+    assert net.loss(theta0, X, y) > 0.1
+    options = {"t_end": 2.0e4, "rtol": 1e-10, "atol": 1e-14, "progress": False}
+    built_in = fs.simulate(net, theta0, X, y, events=[fs.loss_below(0.1)], **options)
+    t_ref = built_in.event("loss_below").t
+    assert t_ref > 0
+    for direction in (-1, 0):
+        event = fs.event(_loss_minus_0_1, name="fit", direction=direction)
+        traj = fs.simulate(net, theta0, X, y, events=[event], **options)
+        assert traj.status == "event"
+        assert traj.event("fit").t == pytest.approx(t_ref, rel=1e-12)
+    rising = fs.simulate(net, theta0, X, y, events=[fs.event(_loss_minus_0_1, name="up")],
+                         **options)  # fmt: skip
+    assert rising.status == "event" and rising.event("up").t == 0.0
+    with pytest.raises(ValueError, match="direction must be 1, -1 or 0"):
+        fs.event(_loss_minus_0_1, direction=2)

@@ -63,6 +63,7 @@ class Event:
     units: str = "original"
     terminal: bool = True
     function: object = field(default=None, compare=False)
+    direction: int = 1
 
     def __post_init__(self):
         if self.quantity == "custom":
@@ -71,6 +72,8 @@ class Event:
                     "a custom event's function must be a @numba.njit function "
                     f"g(t, theta, loss) -> float, got {type(self.function).__name__}"
                 )
+            if isinstance(self.direction, bool) or self.direction not in (1, -1, 0):
+                raise ValueError(f"event direction must be 1, -1 or 0, got {self.direction!r}")
             return
         try:
             threshold = float(self.threshold)
@@ -99,17 +102,22 @@ def escape(norm: float | None = None, *, loss: float | None = None, units="origi
     return Event("escape", "loss_below", loss, units, terminal)
 
 
-def event(function, *, name: str | None = None, terminal: bool = True) -> Event:
-    """Event given by a compiled function: it fires where ``g`` rises through 0.
+def event(function, *, name: str | None = None, terminal: bool = True,
+          direction: int = 1) -> Event:  # fmt: skip
+    """Event given by a compiled function: it fires where ``g`` crosses 0.
 
     Parameters
     ----------
     function : numba dispatcher
         ``g(t, theta, loss) -> float``, an ``@numba.njit`` function of the time,
         the parameters and the loss, all in original units (``theta`` float64,
-        shape (P,); do not modify it).  Negative before the event; the crossing
-        is located on the dense output like the built-in events' (at the iterate
-        for ``gd`` and ``adam``), and a ``g >= 0`` at the start fires there.
+        shape (P,); do not modify it).  The crossing is located on the dense
+        output like the built-in events' (at the iterate for ``gd`` and ``adam``).
+    direction : {1, -1, 0}
+        1: ``g`` rises through 0 (negative before the event; ``g >= 0`` at the
+        start fires there); -1: ``g`` falls through 0 (``g <= 0`` at the start
+        fires there); 0: either, i.e. ``g`` leaves the sign it has at the start
+        (an event fires once, so its first crossing is the one that counts).
     name : str, optional
         Name of the event in the trajectory (default: the function's name).
     terminal : bool
@@ -122,7 +130,8 @@ def event(function, *, name: str | None = None, terminal: bool = True) -> Event:
     with it stays compiled end to end.  A trajectory records it by name.
     """
     label = name if name is not None else getattr(function, "__name__", "event")
-    return Event(str(label), "custom", float("nan"), "original", bool(terminal), function)
+    return Event(str(label), "custom", float("nan"), "original", bool(terminal), function,
+                 direction)  # fmt: skip
 
 
 def loss_below(threshold: float, *, terminal=True) -> Event:
@@ -135,24 +144,29 @@ def loss_above(threshold: float, *, terminal=True) -> Event:
     return Event("loss_above", "loss_above", threshold, "original", terminal)
 
 
-def _event_kind(event: Event) -> int:
+def _event_kind(event: Event, start) -> int:
     """The compiled loop's code of a built-in event, or the address of a custom
-    event's callback (:mod:`flowsim.integrate.events`)."""
+    event's callback (:mod:`flowsim.integrate.events`).  ``start``: a function
+    giving ``(t0, theta0, loss0)``, for a custom event of direction 0."""
     if event.quantity != "custom":
         return _EV_CODES[event.quantity]
-    return _event_callback(event.function)
+    sign = event.direction
+    if sign == 0:  # leave the starting sign: watch for the crossing away from it
+        sign = 1 if float(event.function(*start())) < 0.0 else -1
+    return _event_callback(event.function, float(sign))
 
 
 @functools.lru_cache(maxsize=64)
-def _event_callback(fn) -> int:
-    """Address of ``g(t_bar, y_bar, thresholds, n_events, loss)`` around ``fn``."""
+def _event_callback(fn, sign: float) -> int:
+    """Address of ``g(t_bar, y_bar, thresholds, n_events, loss)`` around ``sign * fn``
+    (the compiled loops watch upward crossings)."""
 
     @numba.njit
     def g(t_bar, y_bar, thresholds, n_events, loss_value):
         theta = np.empty(y_bar.size)
         for p in range(y_bar.size):
             theta[p] = thresholds[n_events + 1 + p] * y_bar[p]
-        return float(fn(t_bar * thresholds[n_events], theta, loss_value))
+        return sign * float(fn(t_bar * thresholds[n_events], theta, loss_value))
 
     f64, i64, ptr = numba.types.float64, numba.types.int64, numba.types.CPointer
     signature = f64(f64, ptr(f64), i64, ptr(f64), i64, i64, f64)
@@ -557,7 +571,11 @@ def simulate(
     ist[0] = it0
 
     neuron_scale = scales[net.neuron_layer]
-    ev_kind = np.array([_event_kind(e) for e in events], dtype=np.int64)
+
+    def start():
+        return float(t0), theta0.copy(), float(net.loss(theta0, X, y))
+
+    ev_kind = np.array([_event_kind(e, start) for e in events], dtype=np.int64)
     ev_thr = np.array(
         [0.0 if e.quantity == "custom" else e.threshold / _threshold_unit(e, neuron_scale)
          for e in events],

@@ -114,6 +114,17 @@ _STUB_VALUES = {"loss": "math.nan", "value": "math.nan", "none": "None",
                 "triple": "(2.0, -1, -1)", "count": "1", "flag": "False"}  # fmt: skip
 
 
+def _skipped(switching: bool, newton: bool) -> tuple[str, ...]:
+    return (() if switching else SWITCHING) + (() if newton else NEWTON)
+
+
+def compiled(module, *, switching: bool = True, newton: bool = True) -> bool:
+    """Whether this process holds every callback of ``module`` a run needs."""
+    table = module.__dict__.get("_flowsim_table", {})
+    skip = _skipped(switching, newton)
+    return all(name in table for name, _, _ in INTERFACE if name not in skip)
+
+
 def compile_table(module, *, switching: bool = True, newton: bool = True) -> list[int]:
     """Compile (or load from the cache) the callbacks of a model module that a run
     needs: their addresses in the order of :data:`INTERFACE`.
@@ -123,7 +134,7 @@ def compile_table(module, *, switching: bool = True, newton: bool = True) -> lis
     the address of an inert stand-in (NaN, no kink, no factor) shared by every
     model, so that nothing is ever called through a null address.
     """
-    skip = (() if switching else SWITCHING) + (() if newton else NEWTON)
+    skip = _skipped(switching, newton)
     # Load Numba's threading layer first: a cached callback with parallel loops links to
     # its symbols (allocate_sched ...), and LLVM aborts the process if they are missing;
     # a dispatcher does this itself on its first call, a cfunc loaded from the cache not.

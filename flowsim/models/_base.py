@@ -180,9 +180,12 @@ class Model:
         those callbacks are compiled too (otherwise inert stand-ins take their place).
         """
         kernels = self.kernels_for(n_samples)
-        label = f"{self.kind} kernels for {self.activation.name}"
-        with _codegen.compile_lock(kernels, label):
-            table = _abi.compile_table(kernels, switching=switching, newton=newton)
+        needs = {"switching": switching, "newton": newton}
+        if _abi.compiled(kernels, **needs):  # the usual case: no lock file, no cache look-up
+            table = _abi.compile_table(kernels, **needs)
+        else:
+            with _codegen.compile_lock(kernels, f"{self.kind} kernels for {self.activation.name}"):
+                table = _abi.compile_table(kernels, **needs)
         return np.concatenate([self.dims(), np.array(table, dtype=np.int64)])
 
     def _model_source(self) -> str:

@@ -145,7 +145,7 @@ def compile_table(module, *, switching: bool = True, newton: bool = True) -> lis
             table[name] = numba.cfunc(c_signature(name), **_CFUNC_OPTIONS)(fn).address
     if not skip:
         return [table[name] for name, _, _ in INTERFACE]
-    stubs = _stub_table()
+    stubs = stub_table()
     return [table.get(name, stubs[q]) for q, (name, _, _) in enumerate(INTERFACE)]
 
 
@@ -163,7 +163,8 @@ def stub_source() -> str:
 
 
 @functools.cache
-def _stub_table() -> list[int]:
+def stub_table() -> list[int]:
+    """Addresses of the inert stand-ins, in the order of :data:`INTERFACE`."""
     from flowsim import _codegen
 
     return compile_table(_codegen.build_module("abi_stubs", [stub_source()], parallel=False))

@@ -502,22 +502,5 @@ def layer_norms(theta, dims, out):
 
 
 # switching: no kink treatment for attention; the no-op switching kernels come
-# from flowsim.models._smooth_switching (Attention).
-
-
-# -- linearly implicit steps: not available for attention (simulate refuses "rodas", "bdf") --
-
-
-@jit
-def newton_work_size(dims, n):
-    return 1
-
-
-@jit
-def newton_factor(theta, X, y, c, dims, shift, work):
-    return False
-
-
-@jit
-def newton_solve(work, dims, n, rhs, out):
-    out[:] = rhs
+# from flowsim.models._smooth_switching (Attention), and the
+# Jacobian-factor stand-ins (no rodas, bdf) from flowsim.models._no_factor.

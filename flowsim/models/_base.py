@@ -188,9 +188,15 @@ class Model:
                 table = _abi.compile_table(kernels, **needs)
         return np.concatenate([self.dims(), np.array(table, dtype=np.int64)])
 
+    _stand_ins: tuple = ()
+    """Templates appended to the model's kernels: the stand-ins of the interface
+    functions the family does not implement (:mod:`flowsim.models._smooth_switching`,
+    :mod:`flowsim.models._no_factor`)."""
+
     def _model_source(self) -> str:
-        """The model template's kernels (subclasses may specialize them)."""
-        return _codegen.template_body(self._template)
+        """The model template's kernels and its stand-ins (subclasses may specialize)."""
+        parts = [self._template, *self._stand_ins]
+        return "\n\n".join(_codegen.template_body(t) for t in parts)
 
     def dims(self) -> np.ndarray:
         raise NotImplementedError

@@ -158,22 +158,5 @@ def layer_norms(theta, dims, out):
 
 
 # switching: not implemented for three layers (kinks are integrated as is); the
-# no-op switching kernels come from flowsim.models._smooth_switching (ThreeLayer).
-
-
-# -- linearly implicit steps: not available for three layers (simulate refuses "rodas") --
-
-
-@jit
-def newton_work_size(dims, n):
-    return 1
-
-
-@jit
-def newton_factor(theta, X, y, c, dims, shift, work):
-    return False
-
-
-@jit
-def newton_solve(work, dims, n, rhs, out):
-    out[:] = rhs
+# no-op switching kernels come from flowsim.models._smooth_switching and the
+# Jacobian-factor stand-ins (no rodas, bdf) from flowsim.models._no_factor.

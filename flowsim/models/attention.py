@@ -15,9 +15,8 @@ import numpy as np
 import sympy as sp
 from numpy.typing import ArrayLike
 
-from flowsim import _codegen
 from flowsim.activations import Activation
-from flowsim.models import _attention_kernels, _smooth_switching
+from flowsim.models import _attention_kernels, _no_factor, _smooth_switching
 from flowsim.models._base import Model, check_positive_int, real_array
 from flowsim.models._init import draw_init, resolve_stds
 
@@ -84,10 +83,7 @@ class Attention(Model):
     neuron_layer = "W1"
     _template = _attention_kernels
 
-    def _model_source(self) -> str:
-        """The kernels, with the no-op switching kernels (no kink treatment here)."""
-        body = _codegen.template_body(self._template)
-        return body + "\n\n" + _codegen.template_body(_smooth_switching)
+    _stand_ins = (_smooth_switching, _no_factor)  # no kink treatment, no Jacobian factor
 
     def __init__(self, d: int, *, hidden: int | None = None,
                  activation: str | sp.Expr | Activation | None = "tanh",

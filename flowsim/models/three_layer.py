@@ -13,9 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import sympy as sp
 
-from flowsim import _codegen
 from flowsim.activations import Activation
-from flowsim.models import _smooth_switching, _three_layer_kernels
+from flowsim.models import _no_factor, _smooth_switching, _three_layer_kernels
 from flowsim.models._base import Model, check_positive_int
 from flowsim.models._init import draw_init, resolve_stds
 
@@ -46,10 +45,7 @@ class ThreeLayer(Model):
     neuron_layer = "V"
     _template = _three_layer_kernels
 
-    def _model_source(self) -> str:
-        """The kernels, with the no-op switching kernels (no kink treatment here)."""
-        body = _codegen.template_body(self._template)
-        return body + "\n\n" + _codegen.template_body(_smooth_switching)
+    _stand_ins = (_smooth_switching, _no_factor)  # no kink treatment, no Jacobian factor
 
     def __init__(self, activation: str | sp.Expr | Activation, widths: Sequence[int],
                  input_dim: int, *, bias: bool = True, alpha: float = 1.0) -> None:  # fmt: skip

@@ -171,43 +171,16 @@ def _callbacks(fn) -> list[int]:
             s += theta[p] * theta[p]
         return np.sqrt(s)
 
-    @numba.njit
-    def switch_init(theta, X, y, c, dims, mode, aux):
-        pass
-
-    @numba.njit
-    def switch_cross(theta, X, y, c, dims, mode, aux, k, i, out):
-        return 0.0
-
-    @numba.njit
-    def switch_locate(y0, y1, K, P, h, X, y, c, dims, mode, aux, scratch, scratch_f):
-        return 2.0, -1, -1
-
-    @numba.njit
-    def newton_work_size(dims, n):
-        return 1
-
-    @numba.njit
-    def newton_factor(theta, X, y, c, dims, shift, work):
-        return False
-
-    @numba.njit
-    def newton_solve(work, dims, n, rhs, out):
-        out[:] = rhs
-
-    functions = {
-        "flow": flow, "loss": loss, "layer_norms": layer_norms,
-        "max_neuron_norm": max_neuron_norm, "switch_init": switch_init,
-        "switch_cross": switch_cross, "switch_locate": switch_locate,
-        "newton_work_size": newton_work_size, "newton_factor": newton_factor,
-        "newton_solve": newton_solve,
-    }  # fmt: skip
-    namespace = {"np": np, **functions}
-    from numba import carray
-
-    namespace["carray"] = carray
-    exec(_abi.table_source(), namespace)  # noqa: S102 - flowsim's own generated wrappers
+    # the wrappers of flowsim._abi (fixed text of flowsim's own, no user input) around these
+    # four; the kink and Jacobian-factor slots take the shared inert stand-ins
+    own = {"flow": flow, "loss": loss, "layer_norms": layer_norms,
+           "max_neuron_norm": max_neuron_norm}  # fmt: skip
+    namespace = {"carray": numba.carray, **own}
+    exec("\n\n".join(_abi.wrapper_source(name) for name in own), namespace)  # noqa: S102
+    stubs = _abi.stub_table()
     return [
         numba.cfunc(_abi.c_signature(name), nogil=True)(namespace[f"_c_{name}"]).address
-        for name, _, _ in _abi.INTERFACE
+        if name in own
+        else stubs[q]
+        for q, (name, _, _) in enumerate(_abi.INTERFACE)
     ]

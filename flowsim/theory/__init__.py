@@ -15,12 +15,15 @@
 - :func:`describe`: what ``flowsim derive`` prints for an activation.
 - :func:`stage1`, :func:`stage2`: one attention layer, condensation then key-query
   rank collapse ([CL25]).
+- :func:`dropout_penalty`, :func:`dropout_penalty_gradient`: dropout's explicit
+  regularizer R1 and its gradient ([ZX24]).
 """
 
 from flowsim.theory.attention import Stage1, Stage1Blowup, Stage2, stage1, stage2
 from flowsim.theory.blowup import BlowupPrediction, blowup_time
 from flowsim.theory.describe import describe
 from flowsim.theory.directions import Directions, Extrema, max_orientations, stable_directions
+from flowsim.theory.dropout import dropout_penalty, dropout_penalty_gradient
 from flowsim.theory.embedding import (
     CriticalPoint,
     Spectrum,
@@ -61,6 +64,8 @@ __all__ = [
     "blowup_time",
     "critical_point",
     "describe",
+    "dropout_penalty",
+    "dropout_penalty_gradient",
     "e_et_al",
     "embed",
     "escape_time_law",

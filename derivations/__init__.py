@@ -17,6 +17,7 @@ SCRIPTS = [
     "saxe",
     "embedding",
     "attention",
+    "dropout",
 ]
 
 __all__ = ["SCRIPTS"]

@@ -238,3 +238,24 @@ def test_attention_library_equals_the_derivation(rng):
     Xs = [sp.Matrix(Xi) for Xi in X]
     F = attention.stage2_F(Xs, list(y), sp.Matrix(WV @ W1 @ W2), d)
     np.testing.assert_allclose(stage2(WV, W1, W2, X, y).F, np.array(F, float), rtol=1e-12)
+
+
+def test_dropout_library_equals_the_derivation(rng):
+    """flowsim.theory.dropout_penalty is derivations.dropout's R1, at random numbers."""
+    import flowsim as fs
+    from derivations import dropout
+    from flowsim.theory import dropout_penalty
+
+    res = dropout.derive()
+    s = res["symbols"]
+    n, m, alpha, p = dropout.N_POINTS, dropout.WIDTH, 1.4, 0.7
+    net = fs.TwoLayer("tanh", m, 1, alpha=alpha)
+    theta = rng.standard_normal(net.n_params)
+    X, y = rng.standard_normal((n, 1)), rng.standard_normal(n)
+    a, W = theta[:m], theta[m:].reshape(m, 2)
+    h = np.tanh(np.hstack([X, np.ones((n, 1))]) @ W.T)
+    values = {s["p"]: p, s["alpha"]: alpha}
+    values |= {s["a"][k]: a[k] for k in range(m)}
+    values |= {s["h"][i, k]: h[i, k] for i in range(n) for k in range(m)}
+    want = float(res["R1"].subs(values))
+    assert dropout_penalty(net, theta, X, y, p) == pytest.approx(want, rel=1e-13)

@@ -7,7 +7,7 @@ side by side with condensation theory.
 
 __version__ = "0.1.0"
 
-from flowsim import measure, theory
+from flowsim import measure, penalty, theory
 from flowsim.activations import Activation, activation
 from flowsim.config import RunConfig, run_config
 from flowsim.conventions import torch_steps, torch_time
@@ -41,6 +41,7 @@ __all__ = [
     "loss_below",
     "make_data",
     "measure",
+    "penalty",
     "run_config",
     "simulate",
     "theory",

@@ -15,6 +15,14 @@ a float64 (0.0 where the model function returns nothing, the value as a float
 where it returns an integer or a flag).  The argument kinds below fix both
 sides: :func:`call` on the core's side, :func:`wrapper_source` on the model's.
 
+The run's own settings travel the same way at the end of the float array ``c``
+(the model's constants): the :data:`N_RUN` entries of :data:`RUN_BLOCK`, which
+:func:`run_block` builds and ``fs.simulate`` appends.  The core applies the l2
+penalty itself (it is the same for every model); a model's flow kernel that
+supports dropout reads the masks' keep probabilities and the penalty's weights
+from there, and only when ``c`` holds them (``c.size`` = its own count +
+:data:`N_RUN`): called from Python, ``c`` has no run block.
+
 Writing a model family: implement the functions of :data:`INTERFACE` with
 these exact arguments in the model's kernel template (no-op stand-ins for the
 kink and Newton functions where the family has none, see
@@ -27,6 +35,7 @@ from __future__ import annotations
 import functools
 
 import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -48,9 +57,22 @@ INTERFACE: tuple[tuple[str, str, str], ...] = (
     ("newton_solve", "f1 i1 i0 f1 f1", "none"),
 )
 N_FUNCTIONS = len(INTERFACE)
+
+RUN_BLOCK = ("l2", "penalty_1", "penalty_2", "keep_1", "keep_2", "seed", "step")
+"""The run block at the end of ``c``: the l2 weight in the flow's units (``T lam``),
+the dropout penalty's weight ``(1 - p) / p`` on hidden layer 1 and 2 (0: none),
+the keep probability of the dropout masks on hidden layer 1 and 2 (1: no
+masks), the seed of the masks, and the iteration (set by the discrete loop)."""
+N_RUN = len(RUN_BLOCK)
 INDEX = {name: q for q, (name, _, _) in enumerate(INTERFACE)}
 
 _DTYPES = {"f": types.float64, "i": types.int64, "b": types.int8}
+
+
+def run_block(*, l2: float = 0.0, penalty=(0.0, 0.0), keep=(1.0, 1.0),
+              seed: int = 0) -> np.ndarray:  # fmt: skip
+    """The :data:`RUN_BLOCK` of a run (the iteration starts at 0)."""
+    return np.array([l2, *penalty, *keep, seed, 0.0], dtype=np.float64)
 
 
 def _kinds(name: str) -> list[tuple[str, int]]:

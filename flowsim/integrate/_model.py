@@ -21,7 +21,14 @@ def _address(dims, q):
 
 @jit
 def flow(theta, X, y, c, dims, mode, aux, out):
-    return _abi.call(_address(dims, 0), (theta, X, y, c, dims, mode, aux, out))
+    """The model's flow, plus the run's l2 penalty (``c``'s run block): the same for
+    every model, ``-T lam theta_bar`` in normalized units.  Returns the model's loss."""
+    value = _abi.call(_address(dims, 0), (theta, X, y, c, dims, mode, aux, out))
+    l2 = c[c.size - _abi.N_RUN]
+    if l2 != 0.0:
+        for p in range(theta.size):
+            out[p] -= l2 * theta[p]
+    return value
 
 
 @jit
@@ -64,6 +71,7 @@ def newton_work_size(dims, n):
 
 @jit
 def newton_factor(theta, X, y, c, dims, shift, work):
+    shift += c[c.size - _abi.N_RUN]  # the l2 penalty's Jacobian, -T lam I
     return _abi.call(_address(dims, 8), (theta, X, y, c, dims, shift, work)) != 0.0
 
 

@@ -17,10 +17,10 @@ from types import ModuleType
 
 import numpy as np
 
-from flowsim import _codegen, _dense
+from flowsim import _codegen, _dense, _rng
 from flowsim.integrate import _model, bdf, control, discrete, events, explicit, rosenbrock, stiff
 
-TEMPLATES = (_model, control, _dense, events, explicit, discrete, stiff, rosenbrock, bdf)
+TEMPLATES = (_model, control, _dense, _rng, events, explicit, discrete, stiff, rosenbrock, bdf)
 
 
 @functools.cache

@@ -34,8 +34,10 @@ import math
 
 import numpy as np
 
+from flowsim import _abi
 from flowsim._jit import jit
-from flowsim.integrate._model import flow
+from flowsim._rng import rng_permutation
+from flowsim.integrate._model import flow, loss
 from flowsim.integrate.events import event_values
 from flowsim.integrate.explicit import (
     F_LOSS,
@@ -59,29 +61,70 @@ ADAM_TF1 = 1
 
 
 @jit
+def _batch(X, Y, seed, it, perm, Xb, Yb, Xl, Yl):
+    """The minibatch of iteration ``it``: epoch ``it // n_batches`` shuffles the
+    samples (:func:`rng_permutation` of ``(seed, epoch)``), its batches take them in
+    that order, ``Xb.shape[0]`` at a time and the rest (``Xl``) last.  Returns the
+    batch's (X, Y) copies."""
+    n = X.shape[0]
+    size = Xb.shape[0]
+    n_batches = n // size + (1 if Xl.shape[0] > 0 else 0)
+    epoch, q = divmod(it, n_batches)
+    if q == 0 or perm[n] != epoch:  # a new epoch, or a resumed run's first batch
+        rng_permutation(seed, epoch, perm[:n])
+        perm[n] = epoch
+    first = q * size
+    Xq, Yq = (Xb, Yb) if first + size <= n else (Xl, Yl)
+    for r in range(Xq.shape[0]):
+        i = perm[first + r]
+        Xq[r, :] = X[i]
+        Yq[r] = Y[i]
+    return Xq, Yq
+
+
+@jit
 def discrete_solve(
     y, X, Y, c, dims, S, T, lr, n_iter, rule, adam_b1, adam_b2, adam_eps, adam_form,
     fst, ist, g, m1, m2, mode, aux,
     save_iter, save_state_row, out_t, out_loss, out_norms, out_maxnorm, out_states,
     ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss,
-    chunk,
+    perm, Xb, Yb, Xl, Yl, chunk,
 ):  # fmt: skip
     """Run up to ``chunk`` iterations (``rule`` 0: GD, 1: Adam); state in ``ist``/``fst``.
 
     The iteration count ``ist[I_ACCEPTED]`` is absolute (a resumed run starts
     from the count it stopped at), so times ``it * lr`` and Adam's bias
     corrections continue; ``m1``, ``m2`` are Adam's moments (original units).
+
+    Stochastic training: the iteration goes to ``c``'s run block
+    (:data:`flowsim._abi.RUN_BLOCK`), where a model's flow kernel finds it with
+    the keep probabilities and the seed of its dropout masks; an empty ``Xb``
+    is full-batch, otherwise each iteration takes the minibatch of
+    :func:`_batch` (``perm``: n + 1 entries, the epoch's order and the epoch).
+    The loss recorded and seen by the events is then the full-data loss,
+    evaluated only where needed, not the minibatch's or the masked one.
     """
     n = y.size
     n_save = save_iter.size
+    run = c.size - _abi.N_RUN
+    seed = np.int64(c[run + 5])
+    stochastic = Xb.shape[0] > 0 or c[run + 3] < 1.0 or c[run + 4] < 1.0
     steps = 0
     while steps < chunk:
         it = ist[I_ACCEPTED]
-        loss_value = flow(y, X, Y, c, dims, mode, aux, g)
+        c[run + 6] = it
+        if Xb.shape[0] > 0:
+            Xq, Yq = _batch(X, Y, seed, it, perm, Xb, Yb, Xl, Yl)
+            loss_value = flow(y, Xq, Yq, c, dims, mode, aux, g)
+        else:
+            loss_value = flow(y, X, Y, c, dims, mode, aux, g)
         ist[I_NFEV] += 1
         if not (math.isfinite(loss_value) and _all_finite(g)):
             ist[I_STATUS] = S_NONFINITE
             break
+        saving = ist[I_SAVE] < n_save and save_iter[ist[I_SAVE]] <= it
+        if stochastic and (saving or ev_kind.size > 0):
+            loss_value = loss(y, X, Y, c, dims)
         fst[F_LOSS] = loss_value
         while ist[I_SAVE] < n_save and save_iter[ist[I_SAVE]] <= it:
             _record(

@@ -24,6 +24,7 @@ from flowsim._memory import over_limit
 from flowsim._progress import Progress
 from flowsim.integrate.core import core
 from flowsim.integrate.tableaus import TABLEAUS
+from flowsim.integrate.training import check as check_training
 from flowsim.integrate.trajectory import EventRecord, Trajectory, package_versions
 from flowsim.models._base import Model, no_switching, real_array
 
@@ -406,6 +407,10 @@ def simulate(
     adam: tuple | dict = (0.9, 0.999, 1e-8),
     switching: str | bool = "auto",
     t0: float | None = None,
+    penalty=None,
+    dropout: float | tuple[float, float] | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
 ) -> Trajectory:
     """Integrate the gradient flow of ``net`` on data ``(X, y)`` from ``theta0``.
 
@@ -489,6 +494,26 @@ def simulate(
         a two-layer net as switching surfaces: steps end on them, pre-activations
         cross or slide (Filippov).  ``"auto"``: on for such nets with the
         Runge-Kutta methods.
+    penalty : Penalty or sequence of Penalty, optional
+        Terms added to the loss (:mod:`flowsim.penalty`): ``fs.penalty.dropout(p)``
+        (the dropout regularizer R1 of [ZX24]), ``fs.penalty.l2(lam)``.  The run
+        follows the flow (or GD, Adam) of ``R + sum P``; ``Trajectory.loss`` stays
+        R, and :func:`flowsim.penalty.values` gives each penalty at the saved states.
+    dropout : float or (float, float), optional
+        ``gd``/``adam`` only: the KEEP probability p of dropout on the hidden layer
+        (three layers: both, or one per layer), masks ``1 + eta`` (a unit's output
+        times 1/p, or 0) drawn per iteration, sample and unit.  Its mean effect is
+        ``penalty=fs.penalty.dropout(p)``, which for three layers is that of
+        ``dropout=(1.0, p)`` (dropout on the first layer has no closed form).
+    batch_size : int, optional
+        ``gd``/``adam`` only: minibatch SGD, a fresh shuffle of the samples each
+        epoch (the last batch smaller when it does not divide n).
+    seed : int
+        Seed of the dropout masks and the minibatches (:mod:`flowsim._rng`): the
+        same seed gives the same run at any thread count, interrupted or not.
+        With either of them, the recorded loss and the events' loss are the
+        full-data, unmasked R, evaluated at the save points (and, with events,
+        at every iteration).
 
     Returns
     -------
@@ -506,6 +531,9 @@ def simulate(
         scales = dict(resume.scales) if scales is None else scales
     t0 = _check_t0(t0, t_end)
     Xa, y = net.prepare_data(X, y)
+    training = check_training(net, family, method, Xa.shape[0], dropout=dropout,
+                              batch_size=batch_size, seed=seed, penalty=penalty,
+                              switching=switching)  # fmt: skip
     theta0 = net.check_theta(real_array("theta0", theta0))
     if not np.all(np.isfinite(theta0)):
         raise ValueError("theta0 contains NaN or infinite values")
@@ -526,6 +554,7 @@ def simulate(
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"scales[{name!r}] must be a finite number > 0, got {value!r}")
     c, T = net.flow_constants(scales)
+    c = np.concatenate([c, training.run_block(net, T)])
     S = net.scale_vector(scales)
     y_bar = theta0 / S
     if resume is not None and resume.theta_bar_final is not None:
@@ -533,7 +562,8 @@ def simulate(
         if np.array_equal(S, resume.scale_vector) and np.all(np.isfinite(stored)):
             y_bar = stored.copy()  # the normalized state, without the round trip through S
     if switching == "auto":
-        switching = family in ("rk", "auto") and net.has_kinks
+        dropout_terms = training.stochastic or any(t.kind == "dropout" for t in training.penalties)
+        switching = family in ("rk", "auto") and net.has_kinks and not dropout_terms
     elif not isinstance(switching, bool):
         raise ValueError(f"switching must be 'auto', True or False, got {switching!r}")
     if switching and not net.has_kinks:
@@ -649,13 +679,14 @@ def simulate(
         m1, m2 = (np.array(r) for r in resume.optimizer_state) if it0 and rule else np.zeros((2, P))
         adam_args = (adam["beta1"], adam["beta2"], adam["eps"], ADAM_EPS_FORMS[adam["eps_form"]])
         event_arrays = (ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss)
+        batches = training.batch_buffers(Xa, y)
 
         def run_chunk(chunk):
             kernels.discrete_solve(
                 y_bar, Xa, y, c, dims, S, T, float(dt), n_iter, rule, *adam_args,
                 fst, ist, g, m1, m2, mode, aux,
                 save_iter, state_rows, out_t, out_loss, out_norms, out_maxnorm, out_states,
-                *event_arrays, chunk,
+                *event_arrays, *batches, chunk,
             )  # fmt: skip
 
     if start_stop >= 0:  # a terminal event held at t = 0: the run ends where it starts
@@ -712,6 +743,7 @@ def simulate(
         "t0": t0,
         "n_samples": int(Xa.shape[0]),
         "switching": bool(switching),
+        **training.config(),
     }
     run = Trajectory(
         t=t_saved,

@@ -8,7 +8,7 @@ import numpy as np
 import sympy as sp
 from numpy.typing import ArrayLike
 
-from flowsim import _abi, _codegen, _dense
+from flowsim import _abi, _codegen, _dense, _rng
 from flowsim._jit import PARALLEL_MIN_WORK
 from flowsim.activations import Activation, activation
 
@@ -155,7 +155,13 @@ class Model:
 
     def _kernel_parts(self) -> list[str]:
         body = _codegen.template_body
-        return [self.activation.source, body(_dense), self._model_source(), _abi.table_source()]
+        return [
+            self.activation.source,
+            body(_dense),
+            body(_rng),
+            self._model_source(),
+            _abi.table_source(),
+        ]
 
     @functools.cached_property
     def _serial_kernels(self):

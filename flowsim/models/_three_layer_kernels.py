@@ -19,7 +19,9 @@ import math
 
 import numpy as np
 
+from flowsim import _abi
 from flowsim._jit import jit
+from flowsim._rng import rng_keep, rng_stream
 from flowsim.models._placeholder import sigma_dsigma
 
 # --- template body ---
@@ -37,8 +39,29 @@ def _unpack3(theta, dims):
     return a, W, V
 
 
+N_CONSTANTS = 6
+"""Entries of ``c`` before the run block (:data:`flowsim._abi.RUN_BLOCK`)."""
+
+
 @jit
-def _hidden(theta, X, c, dims):
+def _mask(A, dA, start_unit, keep, seed, step):
+    """Dropout on a hidden layer: row i of ``A`` (its first ``dA.shape[1]`` columns)
+    and of ``dA`` times the mask of units ``start_unit ..`` of the stream
+    ``(seed, step, i)`` (1/p kept, 0 dropped)."""
+    width = dA.shape[1]
+    R = np.empty(width)
+    for i in range(A.shape[0]):
+        rng_keep(rng_stream(seed, step, i), start_unit, keep, 1.0 / keep, R)
+        for j in range(width):
+            A[i, j] *= R[j]
+            dA[i, j] *= R[j]
+
+
+@jit
+def _hidden(theta, X, c, dims, run=-1):
+    """Both hidden layers and their derivatives; ``run`` >= 0: the index of ``c``'s run
+    block, whose dropout masks then act on them (units j of layer 1 and m1 + k of
+    layer 2 in sample i's stream)."""
     a, W, V = _unpack3(theta, dims)
     n = X.shape[0]
     m1 = dims[0]
@@ -54,6 +77,8 @@ def _hidden(theta, X, c, dims):
             dZ[i, j] = ds
         if m1b > m1:
             H[i, m1] = 1.0
+    if run >= 0 and c[run + 3] < 1.0:
+        _mask(H, dZ, 0, c[run + 3], np.int64(c[run + 5]), np.int64(c[run + 6]))
     U = np.dot(H, W.T)
     G = np.empty((n, m2))
     dU = np.empty((n, m2))
@@ -62,6 +87,8 @@ def _hidden(theta, X, c, dims):
             s, ds = sigma_dsigma(c[2] * U[i, k])
             G[i, k] = s
             dU[i, k] = ds
+    if run >= 0 and c[run + 4] < 1.0:
+        _mask(G, dU, m1, c[run + 4], np.int64(c[run + 5]), np.int64(c[run + 6]))
     return a, W, H, dZ, G, dU
 
 
@@ -96,12 +123,19 @@ def loss(theta, X, y, c, dims):
 @jit
 def flow(theta, X, y, c, dims, mode, aux, out):
     """out = d theta / dt; returns the loss at theta (``mode``, ``aux`` unused:
-    no switching treatment for three layers yet)."""
+    no switching treatment for three layers yet).
+
+    Called by the core (``c`` with its run block): dropout masks on the hidden
+    layers (the masked net's loss and flow, :func:`_hidden`), and the dropout
+    penalty of layer 2, ``R1 = (q/2n) sum_ik (c_f a_k g_ik)^2`` (docs/theory.md §18).
+    """
     n = X.shape[0]
     m1 = dims[0]
     m2 = dims[1]
     m1b = m1 + dims[3]
-    a, W, H, dZ, G, dU = _hidden(theta, X, c, dims)
+    run = N_CONSTANTS if c.size == N_CONSTANTS + _abi.N_RUN else -1  # called by the core
+    a, W, H, dZ, G, dU = _hidden(theta, X, c, dims, run)
+    pen = c[run + 2] * c[0] if run >= 0 else 0.0
     e = np.empty(n)
     total = 0.0
     for i in range(n):
@@ -110,11 +144,19 @@ def flow(theta, X, y, c, dims, mode, aux, out):
             s += a[k] * G[i, k]
         e[i] = c[0] * s - y[i]
         total += e[i] * e[i]
-    ga = np.dot(G.T, e)
     Delta = np.empty((n, m2))
-    for i in range(n):
-        for k in range(m2):
-            Delta[i, k] = e[i] * a[k] * dU[i, k]
+    if pen == 0.0:
+        ga = np.dot(G.T, e)
+        for i in range(n):
+            for k in range(m2):
+                Delta[i, k] = e[i] * a[k] * dU[i, k]
+    else:  # the dropout penalty on layer 2: unit k's own residual e_i + pen a_k g_ik
+        E = np.empty((n, m2))
+        for i in range(n):
+            for k in range(m2):
+                E[i, k] = e[i] + pen * a[k] * G[i, k]
+                Delta[i, k] = E[i, k] * a[k] * dU[i, k]
+        ga = np.sum(G * E, axis=0)
     gW = np.dot(Delta.T, H)
     B = np.dot(Delta, np.ascontiguousarray(W[:, :m1]))
     for i in range(n):

@@ -22,12 +22,17 @@ import math  # noqa: F401 - used by generated activation code
 import numpy as np
 from numba import prange
 
+from flowsim import _abi
 from flowsim._dense import dense_eval
 from flowsim._jit import PARALLEL_MIN_WORK, jit, pjit
+from flowsim._rng import rng_keep, rng_stream
 from flowsim.models._placeholder import dsigma, sigma, sigma_derivs, sigma_dsigma
 
 # --- template body ---
 
+
+N_CONSTANTS = 4
+"""Entries of ``c`` before the run block (:data:`flowsim._abi.RUN_BLOCK`)."""
 
 NEURON_BLOCK = 256
 """Neurons per block of the vectorized passes (the block's buffers stay in L1)."""
@@ -235,7 +240,7 @@ def one_pass_chunks(n, m, D):
 
 
 @pjit
-def _flow_one_pass(theta, X, y, c, dims, nch, out):
+def _flow_one_pass(theta, X, y, c, dims, nch, run, out):
     """:func:`flow` of a smooth activation in one pass over the data: sigma and
     sigma' once per (sample, neuron) pair.
 
@@ -247,6 +252,13 @@ def _flow_one_pass(theta, X, y, c, dims, nch, out):
     ``nch`` chunks of consecutive samples (:func:`one_pass_chunks`, fixed by n,
     m and D) each keep their own sums, added in chunk order: the result does not
     depend on the thread count.
+
+    ``run`` >= 0: the index of ``c``'s run block (:data:`flowsim._abi.RUN_BLOCK`),
+    with dropout masks (sample i's hidden outputs and their derivatives times
+    ``1/p`` or 0, drawn from ``(seed, iteration, i)``: the masked net's loss and
+    flow) or the dropout penalty ``R1 = (q/2n) sum_ik (c_f a_k s_ik)^2``, whose
+    flow is the data term's with ``e_i`` replaced by ``c_f q a_k s_ik``
+    (docs/theory.md §18).
     """
     m = dims[0]
     D = dims[1]
@@ -256,10 +268,20 @@ def _flow_one_pass(theta, X, y, c, dims, nch, out):
     G = np.empty((nch, 1 + D, m))
     sq = np.zeros(nch)
     cz = c[1]
+    pen = 0.0
+    keep = 1.0
+    seed = 0
+    step = 0
+    if run >= 0:
+        pen = c[run + 1] * c[0]
+        keep = c[run + 3]
+        seed = np.int64(c[run + 5])
+        step = np.int64(c[run + 6])
     for ch in prange(nch):
         z = np.empty(m)
         S = np.empty(m)
         DS = np.empty(m)
+        R = np.empty(m)
         G[ch] = 0.0  # by the thread that fills it
         ga = G[ch, 0]
         total = 0.0
@@ -277,15 +299,31 @@ def _flow_one_pass(theta, X, y, c, dims, nch, out):
                 s, ds = sigma_dsigma(cz * z[j])
                 S[j] = s
                 DS[j] = ds
+            if keep < 1.0:
+                rng_keep(rng_stream(seed, step, i), 0, keep, 1.0 / keep, R)
+                for j in range(m):
+                    S[j] *= R[j]
+                    DS[j] *= R[j]
             ei = c[0] * _lane_dot(theta, 0, S, m) - y[i]
             total += ei * ei
-            for j in range(m):
-                ga[j] += ei * S[j]
+            if pen == 0.0:
+                for j in range(m):
+                    ga[j] += ei * S[j]
+                for d in range(D):
+                    xd = ei * X[i, d]
+                    gd = G[ch, 1 + d]
+                    for j in range(m):
+                        gd[j] += DS[j] * xd
+                continue
+            for j in range(m):  # the penalty: neuron j's own residual
+                ej = ei + pen * theta[j] * S[j]
+                ga[j] += ej * S[j]
+                R[j] = ej * DS[j]
             for d in range(D):
-                xd = ei * X[i, d]
+                xd = X[i, d]
                 gd = G[ch, 1 + d]
                 for j in range(m):
-                    gd[j] += DS[j] * xd
+                    gd[j] += R[j] * xd
         sq[ch] = total
     nb = (m + NEURON_BLOCK - 1) // NEURON_BLOCK
     for b in prange(nb):  # the chunks' sums, added in chunk order
@@ -314,11 +352,19 @@ def flow(theta, X, y, c, dims, mode, aux, out):
     pass when :func:`one_pass_chunks` allows.
     """
     if mode.shape[0] == 0:
-        nch = one_pass_chunks(X.shape[0], dims[0], dims[1])
+        n = X.shape[0]
+        nch = one_pass_chunks(n, dims[0], dims[1])
+        run = -1
+        if c.size == N_CONSTANTS + _abi.N_RUN:  # called by the core: dropout, penalty?
+            r = N_CONSTANTS
+            if c[r + 1] != 0.0 or c[r + 3] < 1.0:
+                run = r
+                if nch == 0:  # beyond the cache: still one pass, which keeps the masks
+                    nch = 1 if n * dims[0] * dims[1] < PARALLEL_MIN_WORK else min(SAMPLE_CHUNKS, n)
         if nch == 1:
-            return _flow_one_pass_serial(theta, X, y, c, dims, nch, out)  # noqa: F821 - twin
+            return _flow_one_pass_serial(theta, X, y, c, dims, nch, run, out)  # noqa: F821
         if nch > 1:
-            return _flow_one_pass(theta, X, y, c, dims, nch, out)
+            return _flow_one_pass(theta, X, y, c, dims, nch, run, out)
     e = np.empty(X.shape[0])
     value = residuals(theta, X, y, c, dims, mode, e)
     flow_from_residuals(theta, X, e, c, dims, mode, aux, out)

@@ -199,9 +199,14 @@ class Model:
     functions the family does not implement (:mod:`flowsim.models._smooth_switching`,
     :mod:`flowsim.models._no_factor`)."""
 
+    _shared: tuple = ()
+    """Templates of kernels the family shares with others, placed before its own
+    (:mod:`flowsim.models._attention_products` for the attention families)."""
+
     def _model_source(self) -> str:
-        """The model template's kernels and its stand-ins (subclasses may specialize)."""
-        parts = [self._template, *self._stand_ins]
+        """The shared templates, the model's template and its stand-ins (subclasses may
+        specialize)."""
+        parts = [*self._shared, self._template, *self._stand_ins]
         return "\n\n".join(_codegen.template_body(t) for t in parts)
 
     def dims(self) -> np.ndarray:

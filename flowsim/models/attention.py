@@ -16,7 +16,7 @@ import sympy as sp
 from numpy.typing import ArrayLike
 
 from flowsim.activations import Activation
-from flowsim.models import _attention_kernels, _no_factor, _smooth_switching
+from flowsim.models import _attention_kernels, _attention_products, _no_factor, _smooth_switching
 from flowsim.models._base import Model, check_positive_int, real_array
 from flowsim.models._init import draw_init, resolve_stds
 
@@ -82,7 +82,7 @@ class Attention(Model):
     kind = "attention"
     neuron_layer = "W1"
     _template = _attention_kernels
-
+    _shared = (_attention_products,)
     _stand_ins = (_smooth_switching, _no_factor)  # no kink treatment, no Jacobian factor
 
     def __init__(self, d: int, *, hidden: int | None = None,

@@ -22,7 +22,7 @@ from flowsim.integrate.simulate import (
     simulate,
 )
 from flowsim.integrate.trajectory import Trajectory
-from flowsim.models import Attention, ThreeLayer, TwoLayer, UserModel
+from flowsim.models import Attention, ThreeLayer, TokenAttention, TwoLayer, UserModel
 
 __all__ = [
     "METHODS",
@@ -31,6 +31,7 @@ __all__ = [
     "Event",
     "RunConfig",
     "ThreeLayer",
+    "TokenAttention",
     "Trajectory",
     "TwoLayer",
     "UserModel",

@@ -322,3 +322,57 @@ def attention_gradient(spec, p, X, y, loss, U=None) -> dict:
     grads["WQ"] = np.einsum("nsd,nse->de", X, dS @ Km)
     grads["WK"] = np.einsum("nsd,nse->de", X, dS.transpose(0, 2, 1) @ Qm)
     return grads
+
+
+def _token_attention_forward(p, ids, scaled):
+    """Full causal attention over every position (not only the last query row)."""
+    E = p["W0"][np.asarray(ids, dtype=int)]  # (n, s, m)
+    Q = E @ p["WQ"]
+    K = E @ p["WK"]
+    S = Q @ K.transpose(0, 2, 1) / (np.sqrt(E.shape[2]) if scaled else 1.0)
+    s = E.shape[1]
+    S = np.where(np.tril(np.ones((s, s), dtype=bool)), S, -np.inf)  # causal mask
+    A = special.softmax(S, axis=-1)
+    H = A @ E  # value = identity
+    return E, Q, K, A, H, H @ p["W1"]  # logits at every position
+
+
+def _target_weights(Y, V):
+    Y = np.asarray(Y, dtype=float)
+    if Y.ndim == 1:
+        Y = np.eye(V)[Y.astype(int)]
+    return Y / Y.sum()
+
+
+def token_attention_loss(p, ids, Y, *, scaled=True) -> float:
+    """``sum_iv Y_iv (logsumexp(l_i) - l_iv) / sum Y`` on the last position's logits;
+    ``Y`` next-token ids (n,) or weights (n, V)."""
+    logits = _token_attention_forward(p, ids, scaled)[-1][:, -1, :]
+    Y = _target_weights(Y, logits.shape[1])
+    lse = special.logsumexp(logits, axis=1)
+    return float(np.sum(Y * (lse[:, None] - logits)))
+
+
+def token_attention_gradient(p, ids, Y, *, scaled=True) -> dict:
+    """Hand-written backpropagation through the full causal attention, token vectors
+    gathered from W0 and their gradients added back into its rows (``np.add.at``)."""
+    ids = np.asarray(ids, dtype=int)
+    E, Q, K, A, H, L = _token_attention_forward(p, ids, scaled)
+    n, s, m = E.shape
+    Y = _target_weights(Y, L.shape[2])
+    dL = np.zeros_like(L)
+    dL[:, -1, :] = Y.sum(axis=1)[:, None] * special.softmax(L[:, -1, :], axis=1) - Y
+    grads = {"W1": np.einsum("nsm,nsv->mv", H, dL)}
+    dH = dL @ p["W1"].T
+    dE = A.transpose(0, 2, 1) @ dH  # value path
+    dA = dH @ E.transpose(0, 2, 1)
+    dS = A * (dA - np.sum(dA * A, axis=-1, keepdims=True)) / (np.sqrt(m) if scaled else 1.0)
+    dQ = dS @ K
+    dK = dS.transpose(0, 2, 1) @ Q
+    grads["WQ"] = np.einsum("nsm,nsk->mk", E, dQ)
+    grads["WK"] = np.einsum("nsm,nsk->mk", E, dK)
+    dE += dQ @ p["WQ"].T + dK @ p["WK"].T
+    dW0 = np.zeros_like(p["W0"])
+    np.add.at(dW0, ids.ravel(), dE.reshape(-1, m))
+    grads["W0"] = dW0
+    return grads

@@ -30,14 +30,16 @@ things:
 
 The base class generates the module of callbacks for each activation, and
 :func:`flowsim.simulate`, events, saving, the store and sweeps work unchanged.
-The two- and three-layer nets and the attention layer
-(:mod:`flowsim.models.attention`) are built this way; :class:`UserModel` is the
-same interface around a user's own Numba loss-and-gradient function.
+The two- and three-layer nets and the attention layers
+(:mod:`flowsim.models.attention`, :mod:`flowsim.models.token_attention`) are built
+this way; :class:`UserModel` is the same interface around a user's own Numba
+loss-and-gradient function.
 """
 
 from flowsim.models.attention import Attention
 from flowsim.models.three_layer import ThreeLayer
+from flowsim.models.token_attention import TokenAttention
 from flowsim.models.two_layer import TwoLayer
 from flowsim.models.user import UserModel
 
-__all__ = ["Attention", "ThreeLayer", "TwoLayer", "UserModel"]
+__all__ = ["Attention", "ThreeLayer", "TokenAttention", "TwoLayer", "UserModel"]

@@ -364,3 +364,137 @@ def anchor_function(n: int = 1000, s: int = 10, *, anchors=(1, 2, 3, 4), keys=ra
     ids[rows, where] = anchor
     y = (ids[rows, where + 1] + anchor % 2).astype(np.float64)
     return ids, y
+
+
+# -- Markov chains for the token-attention model (flowsim.TokenAttention) -------------------
+
+
+def markov_chain(V: int = 5, *, lam: float = 0.5, high: float = 0.4,
+                 delta: float = 0.05) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The transition matrix ``P = lam I + (1 - lam) 1 pi^T`` of [CLXL26] and its ``pi``.
+
+    Token 0 has the high frequency ``pi_0 = high``; the other V - 1 tokens share
+    ``1 - high`` with small asymmetries: ``pi_k = (1 - high)/(V - 1) (1 + delta a_k)``,
+    ``a_k`` evenly spaced from +1 (token 1) to -1 (token V - 1).  ``delta = 0`` makes
+    them exactly symmetric.  ``pi`` is the stationary distribution of ``P``
+    (``pi^T P = pi^T``): a token repeats with probability ``lam``, else is redrawn from ``pi``.
+
+    Parameters
+    ----------
+    V : int
+        Vocabulary size, >= 2.
+    lam : float
+        Self-transition weight in [0, 1).
+    high : float
+        Frequency of token 0, in (0, 1).
+    delta : float
+        Relative asymmetry among the low-frequency tokens, in [0, 1).
+
+    Returns
+    -------
+    P : ndarray, shape (V, V)
+        Row-stochastic transition matrix, ``P[a, b] = Prob(next = b | current = a)``.
+    pi : ndarray, shape (V,)
+
+    References
+    ----------
+    .. [CLXL26] Chen, Lin, Xu et al. Focus and dilution: the multi-stage learning
+       process of attention. 2026.
+    """
+    V = _positive("V", V, 2)
+    for name, value, low, high_end in (("lam", lam, 0.0, 1.0), ("high", high, 0.0, 1.0),
+                                       ("delta", delta, 0.0, 1.0)):  # fmt: skip
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and value is not True
+        ok = ok and value is not False
+        closed = name != "high"  # lam and delta may be 0
+        if not ok or not (low <= value < high_end if closed else low < value < high_end):
+            interval = f"[{low:g}, {high_end:g})" if closed else f"({low:g}, {high_end:g})"
+            raise ValueError(f"{name}: must be a number in {interval}, got {value!r}")
+    a = np.linspace(1.0, -1.0, V - 1) if V > 2 else np.zeros(1)
+    pi = np.concatenate([[high], (1.0 - high) / (V - 1) * (1.0 + delta * a)])
+    P = lam * np.eye(V) + (1.0 - lam) * np.outer(np.ones(V), pi)
+    return P, pi
+
+
+def _check_transition(P) -> np.ndarray:
+    P = np.asarray(P, dtype=np.float64)
+    if P.ndim != 2 or P.shape[0] != P.shape[1] or P.shape[0] < 1:
+        raise ValueError(f"P: must be a square matrix (V, V), got shape {P.shape}")
+    if not np.all(np.isfinite(P)) or np.any(P < 0):
+        raise ValueError("P: entries must be finite and >= 0")
+    if np.max(np.abs(P.sum(axis=1) - 1.0)) > 1e-12:
+        raise ValueError("P: every row must sum to 1 (a row-stochastic matrix)")
+    return P
+
+
+def markov_stationary(P) -> np.ndarray:
+    """A stationary distribution of ``P``: ``pi >= 0``, ``sum pi = 1``, ``pi^T P = pi^T``
+    (least squares; unique for an irreducible chain)."""
+    P = _check_transition(P)
+    V = P.shape[0]
+    A = np.vstack([P.T - np.eye(V), np.ones((1, V))])
+    b = np.concatenate([np.zeros(V), [1.0]])
+    pi = np.clip(np.linalg.lstsq(A, b, rcond=None)[0], 0.0, None)
+    return pi / pi.sum()
+
+
+def markov_sequences(P, n: int = 1000, s: int = 4, *,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Sequences of a Markov chain and their next tokens.
+
+    The first token is drawn from the stationary distribution (:func:`markov_stationary`),
+    each next one from the row of ``P`` of the current token; the target is token s + 1.
+
+    Returns
+    -------
+    ids : ndarray of int64, shape (n, s)
+    y : ndarray, shape (n,)
+        The next token ids, float64 (``TokenAttention``'s cross-entropy labels).
+    """
+    P = _check_transition(P)
+    n, s = _positive("n", n), _positive("s", s)
+    rng = np.random.default_rng(_positive("seed", seed, 0))
+    cdf = np.cumsum(P, axis=1)
+    cdf[:, -1] = 1.0
+    ids = np.empty((n, s + 1), dtype=np.int64)
+    start = np.cumsum(markov_stationary(P))
+    start[-1] = 1.0
+    ids[:, 0] = np.searchsorted(start, rng.random(n), side="right")
+    for j in range(1, s + 1):
+        rows = cdf[ids[:, j - 1]]
+        ids[:, j] = np.sum(rows <= rng.random(n)[:, None], axis=1)
+    return ids[:, :s], ids[:, s].astype(np.float64)
+
+
+MAX_POPULATION = 1_000_000
+"""Largest number of sequences V^s that :func:`markov_population` enumerates."""
+
+
+def markov_population(P, s: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Every sequence of length s with its next-token distribution: the exact
+    population (infinite-data) cross-entropy as a finite weighted sum.
+
+    ``ids`` holds all V^s sequences (lexicographic order); row i of ``Y`` is
+    ``Prob(sequence i) P[x_is]`` with ``Prob(x) = pi(x_1) prod_j P[x_j, x_(j+1)]`` and
+    ``pi`` stationary.  For logits ``l(x)`` of the last position,
+    ``sum_iv Y_iv (logsumexp(l_i) - l_iv) = E[-log softmax(l(x))_(x_(s+1))]``, the
+    expected next-token cross-entropy, which ``TokenAttention`` computes from
+    ``(ids, Y)`` directly.
+
+    Returns
+    -------
+    ids : ndarray of int64, shape (V^s, s)
+    Y : ndarray, shape (V^s, V)
+        Sums to 1.
+    """
+    P = _check_transition(P)
+    s = _positive("s", s)
+    V = P.shape[0]
+    if V**s > MAX_POPULATION:
+        raise ValueError(f"s: V^s = {V}^{s} sequences exceed {MAX_POPULATION}; use "
+                         f"markov_sequences for a sample")  # fmt: skip
+    ids = np.indices((V,) * s).reshape(s, -1).T.astype(np.int64)
+    prob = markov_stationary(P)[ids[:, 0]]
+    for j in range(1, s):
+        prob = prob * P[ids[:, j - 1], ids[:, j]]
+    return ids, prob[:, None] * P[ids[:, -1]]

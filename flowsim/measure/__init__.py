@@ -10,6 +10,8 @@
   sigma_2/sigma_1.
 - :func:`cosine_with`, :func:`reordered_similarity`, :func:`relative_change`,
   :func:`singular_subspace`, :func:`principal_angles`: the attention stages of [CL25].
+- :func:`last_query_attention`, :func:`attention_on_tokens`, :func:`attention_entropy`,
+  :func:`phi_alignment`: focus and dilution of [CLXL26] (:class:`flowsim.TokenAttention`).
 - :func:`loss_stages`, :func:`plot_stages`: plateaus and descents of [CLW24].
 - :func:`reduce`, :func:`plateau_levels`, :func:`loss_spectrum`: network reduction and
   plateau levels, the loss spectrum run as a sweep into a result store ([ZZLX21]).
@@ -17,7 +19,11 @@
 """
 
 from flowsim.measure.attention import (
+    attention_entropy,
+    attention_on_tokens,
     cosine_with,
+    last_query_attention,
+    phi_alignment,
     principal_angles,
     relative_change,
     reordered_similarity,
@@ -39,14 +45,18 @@ __all__ = [
     "SlopeFit",
     "Stage",
     "amplitude_wasserstein",
+    "attention_entropy",
+    "attention_on_tokens",
     "block_order",
     "clusters",
     "cosine_similarity",
     "cosine_with",
     "effective_rank",
     "feature_map",
+    "last_query_attention",
     "loss_spectrum",
     "loss_stages",
+    "phi_alignment",
     "plateau_levels",
     "plot_feature_map",
     "plot_similarity",

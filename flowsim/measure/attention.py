@@ -8,12 +8,21 @@
 - :func:`singular_subspace`, :func:`principal_angles`: top singular subspaces and
   the principal angles between subspaces (WQ, WK against F's ``p_1``, ``q_1``).
 
+Focus and dilution ([CLXL26], :class:`flowsim.TokenAttention`):
+
+- :func:`last_query_attention`: the last query's attention weights over the positions;
+  :func:`attention_on_tokens`: the same summed per token id.
+- :func:`attention_entropy`: their entropy, per sequence or averaged with sample weights.
+- :func:`phi_alignment`: cosine of ``Phi = W0 WQ WK^T W0^T`` with a matrix (``pi pi^T``).
+
 Effective rank and sigma_2/sigma_1 are in :mod:`flowsim.measure.rank`.
 
 References
 ----------
 .. [CL25] Chen, Luo. From condensation to rank collapse: a two-stage analysis
    of transformer training dynamics. NeurIPS 2025. arXiv:2510.06954.
+.. [CLXL26] Chen, Lin, Xu et al. Focus and dilution: the multi-stage learning process
+   of attention. 2026.
 .. [KA02] Knyazev, Argentati. Principal angles between subspaces in an
    A-based scalar product. SIAM J. Sci. Comput. 23(6), 2002.
 """
@@ -210,3 +219,118 @@ def principal_angles(A, B) -> np.ndarray:
     sines = np.linalg.svd(residual, compute_uv=False)[..., ::-1]  # ascending: pairs with cosines
     small = np.arcsin(np.clip(sines, 0.0, 1.0))
     return np.where(cosines**2 > 0.5, small, angles)
+
+
+# -- focus and dilution ([CLXL26]) -------------------------------------------------------------
+
+
+def last_query_attention(net, theta, ids) -> np.ndarray:
+    """Attention weights of the last query of each sequence over its s positions.
+
+    Parameters
+    ----------
+    net : flowsim.TokenAttention
+    theta : array_like, shape (P,) or (k, P)
+        Parameters in original units (one state or a time series of them).
+    ids : array_like of int, shape (n, s)
+        Token ids.
+
+    Returns
+    -------
+    ndarray, shape (n, s) or (k, n, s)
+        ``softmax_j(e_s WQ WK^T e_j^T [/ sqrt(m)])``, rows summing to 1.
+    """
+    ids = net._ids(ids).astype(np.int64)
+    theta = np.asarray(theta, dtype=np.float64)
+    single = theta.ndim == 1
+    p = net.unpack(np.atleast_2d(theta))
+    check_finite(theta, "theta")
+    E = np.take(p["W0"], ids, axis=1)  # (k, n, s, m)
+    M = p["WQ"] @ np.swapaxes(p["WK"], 1, 2)  # (k, m, m)
+    r = np.einsum("knm,kml->knl", E[:, :, -1, :], M)  # the last query row e_s M
+    z = np.einsum("knl,knsl->kns", r, E)
+    if net.scaled:
+        z = z / np.sqrt(net.m)
+    z = z - z.max(axis=-1, keepdims=True)
+    a = np.exp(z)
+    a /= a.sum(axis=-1, keepdims=True)
+    return a[0] if single else a
+
+
+def attention_on_tokens(weights, ids, vocabulary: int) -> np.ndarray:
+    """Attention mass on each token id: ``out[..., i, v] = sum_j weights[..., i, j] [x_ij = v]``.
+
+    Parameters
+    ----------
+    weights : array_like, shape (..., n, s)
+        Attention weights (:func:`last_query_attention`).
+    ids : array_like of int, shape (n, s)
+    vocabulary : int
+
+    Returns
+    -------
+    ndarray, shape (..., n, V)
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    ids = np.asarray(ids)
+    if ids.ndim != 2 or weights.shape[-2:] != ids.shape:
+        raise ValueError(f"weights (..., n, s) must match ids (n, s): {weights.shape} and "
+                         f"{ids.shape}")  # fmt: skip
+    onehot = np.eye(int(vocabulary))[ids.astype(np.int64)]  # (n, s, V)
+    return np.einsum("...ns,nsv->...nv", weights, onehot)
+
+
+def attention_entropy(weights, sample_weights=None):
+    """Entropy ``-sum_j a_j log a_j`` (natural log) of each attention row, or their
+    weighted mean.
+
+    Parameters
+    ----------
+    weights : array_like, shape (..., n, s)
+    sample_weights : array_like, shape (n,), optional
+        Nonnegative; the result is then ``sum_i w_i H_i / sum_i w_i`` (shape (...)).
+
+    Returns
+    -------
+    ndarray, shape (..., n), or float / ndarray of shape (...) with ``sample_weights``
+        Between 0 (one position) and ``log s`` (uniform).
+    """
+    a = np.asarray(weights, dtype=np.float64)
+    check_finite(a, "weights")
+    logs = np.log(a, out=np.zeros_like(a), where=a > 0)
+    H = -np.sum(a * logs, axis=-1)
+    if sample_weights is None:
+        return H
+    w = np.asarray(sample_weights, dtype=np.float64)
+    if w.shape != H.shape[-1:] or np.any(w < 0) or not w.sum() > 0:
+        raise ValueError(f"sample_weights must be ({H.shape[-1]},), >= 0, with a positive sum")
+    out = H @ (w / w.sum())
+    return float(out) if out.ndim == 0 else out
+
+
+def phi_alignment(W0, WQ, WK, target) -> np.ndarray:
+    """Cosine (Frobenius) of ``Phi = W0 WQ WK^T W0^T`` with ``target`` (e.g. ``pi pi^T``).
+
+    Parameters
+    ----------
+    W0 : array_like, shape (..., V, m)
+    WQ, WK : array_like, shape (..., m, m)
+    target : array_like, shape (V, V)
+
+    Returns
+    -------
+    float or ndarray of shape (...)
+        In [-1, 1], signed (+1: ``Phi`` a positive multiple of ``target``); 0 where
+        ``Phi`` is zero.
+    """
+    W0 = _stack(W0, "W0")
+    WQ = _stack(WQ, "WQ")
+    WK = _stack(WK, "WK")
+    target = as_matrix(target, "target")
+    Phi = W0 @ WQ @ np.swapaxes(WK, -1, -2) @ np.swapaxes(W0, -1, -2)
+    if Phi.shape[-2:] != target.shape:
+        raise ValueError(f"target must have shape {Phi.shape[-2:]}, got {target.shape}")
+    dots = np.sum(Phi * target, axis=(-2, -1))
+    norms = np.linalg.norm(Phi, axis=(-2, -1)) * np.linalg.norm(target)
+    out = np.clip(np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0), -1.0, 1.0)
+    return float(out) if out.ndim == 0 else out

@@ -18,6 +18,7 @@ CHECKS = [
     "embedding",
     "escape_times",
     "feature_evolution",
+    "focus_dilution",
     "invariants",
     "phase_diagram",
     "plateau_stages",

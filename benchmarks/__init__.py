@@ -4,11 +4,11 @@ Run ``python -m benchmarks [--quick] [--full] [--only ID ...] [--json FILE]``; s
 ``benchmarks/README.md`` for the workloads and the measured results.
 """
 
-from benchmarks import attention, kernels, resources, theory, trajectories, workflows
+from benchmarks import attention, dropout, kernels, resources, theory, trajectories, workflows
 
 WORKLOADS = {
     w.id: w
-    for module in (kernels, attention, trajectories, theory, workflows, resources)
+    for module in (kernels, attention, dropout, trajectories, theory, workflows, resources)
     for w in module.WORKLOADS
 }
 

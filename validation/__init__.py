@@ -15,6 +15,7 @@ CHECKS = [
     "attention",
     "cluster_counts",
     "directions",
+    "dropout",
     "embedding",
     "escape_times",
     "feature_evolution",

@@ -52,6 +52,12 @@ Schema (TOML; ``*`` marks required fields, brackets give defaults)::
     max_wall = 3600.0         # [none] stop with status "max_wall" after this many seconds
     n_save = 200              # [200] save points: 0 and n_save - 1 log-spaced times
     save_state = "all"        # ["all"] "all" | "final" | stride k >= 1: which states to keep
+    dropout = 0.9             # [none] gd, adam: keep probability p in (0, 1] of dropout on the
+                              #   hidden layer (three layers: both, or [p1, p2])
+    batch_size = 10           # [none] gd, adam: minibatch SGD, batches of this size
+    seed = 0                  # [0] seed of the dropout masks and minibatches (>= 0)
+    penalty_dropout = 0.9     # [none] add dropout's penalty R1 of keep probability p (any method)
+    penalty_l2 = 1e-4         # [none] add weight decay lam/2 |theta|^2, lam >= 0 (any method)
 
     [[events]]                # [none] zero or more, at most one per kind; need a method with
                               #   dense output (not gd, adam)
@@ -398,9 +404,15 @@ class SolverConfig:
     max_wall: float | None = None
     n_save: int = 200
     save_state: str | int = "all"
+    dropout: float | list | None = None
+    batch_size: int | None = None
+    seed: int | None = None
+    penalty_dropout: float | None = None
+    penalty_l2: float | None = None
 
     def __post_init__(self):
         _choice("solver.method", self.method, METHODS)
+        self._check_training()
         _set(self, "t_end", _float("solver.t_end", self.t_end, positive=True))
         _set(self, "rtol", _float("solver.rtol", self.rtol, low=1e-14, high=0.1))
         _set(self, "atol", _float("solver.atol", self.atol, low=0.0, high=1.0))
@@ -429,6 +441,54 @@ class SolverConfig:
                 raise ConfigError("solver.save_state", f"must be {what}, got {self.save_state!r}")
         else:
             _set(self, "save_state", _int("solver.save_state", self.save_state, what=what))
+
+    def _check_training(self):
+        stochastic = ("gd", "adam")
+        keep = "a keep probability in (0, 1]"
+        if self.dropout is not None:
+            if self.method not in stochastic:
+                raise ConfigError(
+                    "solver.dropout",
+                    f"needs method 'gd' or 'adam', got {self.method!r} (the flow of its mean: "
+                    "penalty_dropout)",
+                )
+            if isinstance(self.dropout, list):
+                if len(self.dropout) != 2:
+                    raise ConfigError("solver.dropout", f"must be {keep} or a pair of them, "
+                                      f"got {self.dropout!r}")  # fmt: skip
+                _set(self, "dropout", [_float(f"solver.dropout[{q}]", v, low=0.0, high=1.0,
+                                              positive=True, what=keep)
+                                       for q, v in enumerate(self.dropout)])  # fmt: skip
+            else:
+                _set(self, "dropout", _float("solver.dropout", self.dropout, high=1.0,
+                                             positive=True, what=keep))  # fmt: skip
+        if self.batch_size is not None:
+            if self.method not in stochastic:
+                raise ConfigError("solver.batch_size", f"needs method 'gd' or 'adam', got "
+                                  f"{self.method!r}")  # fmt: skip
+            _set(self, "batch_size", _int("solver.batch_size", self.batch_size))
+        if self.seed is not None:
+            _set(self, "seed", _int("solver.seed", self.seed, low=0))
+        if self.penalty_dropout is not None:
+            _set(self, "penalty_dropout", _float("solver.penalty_dropout", self.penalty_dropout,
+                                                 high=1.0, positive=True, what=keep))  # fmt: skip
+        if self.penalty_l2 is not None:
+            _set(self, "penalty_l2", _float("solver.penalty_l2", self.penalty_l2, low=0.0,
+                                            what="a number >= 0"))  # fmt: skip
+
+    def training(self) -> dict:
+        """The keyword arguments of :func:`flowsim.simulate` for dropout, minibatches and
+        penalties."""
+        from flowsim import penalty
+
+        terms = []
+        if self.penalty_dropout is not None:
+            terms.append(penalty.dropout(self.penalty_dropout))
+        if self.penalty_l2 is not None:
+            terms.append(penalty.l2(self.penalty_l2))
+        dropout = tuple(self.dropout) if isinstance(self.dropout, list) else self.dropout
+        return {"dropout": dropout, "batch_size": self.batch_size, "seed": self.seed or 0,
+                "penalty": terms or None}  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -733,6 +793,7 @@ def run_config(cfg: RunConfig, *, progress=None):
         max_steps=s.max_steps,
         max_wall=s.max_wall,
         progress=progress,
+        **s.training(),
     )
     config = {**traj.config, "run_config": cfg.to_dict(), "run_key": key}
     return dataclasses.replace(traj, config=config)

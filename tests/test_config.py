@@ -791,3 +791,40 @@ def test_cli_run_disk_full_while_saving(tmp_path, capsys, monkeypatch, existing)
     assert err == (f"flowsim run: cannot save {out / 'tiny'}.npz and .json (No space left on "
                    "device); nothing was written, the result is lost\n")  # fmt: skip
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_dropout_batches_and_penalties_from_a_config():
+    """The solver's stochastic and penalty fields reach simulate; a config without them
+    keeps its key (the new fields are left out when unset)."""
+    base = {"model": {"kind": "two_layer", "activation": "tanh", "width": 6},
+            "data": {"kind": "sin1d", "params": {"n": 12}}, "init": {"seed": 0, "scale": 0.3},
+            "solver": {"method": "gd", "dt": 0.01, "t_end": 0.1}}  # fmt: skip
+    plain = RunConfig.from_dict(base)
+    assert "seed" not in plain.to_dict()["solver"]
+    d = copy.deepcopy(base)
+    d["solver"].update(dropout=0.8, batch_size=5, seed=3, penalty_l2=1e-3)
+    run = fs.run_config(RunConfig.from_dict(d))
+    net, theta0, X, y, _ = fs.config.build(RunConfig.from_dict(d))
+    direct = fs.simulate(net, theta0, X, y, t_end=0.1, method="gd", dt=0.01, dropout=0.8,
+                         batch_size=5, seed=3, penalty=fs.penalty.l2(1e-3),
+                         progress=False)  # fmt: skip
+    assert np.array_equal(run.theta_final, direct.theta_final)
+    assert run.config["penalty"] == [{"kind": "l2", "value": 1e-3}]
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [("dropout", 1.5, "keep probability"), ("dropout", [0.9], "pair"),
+     ("batch_size", 0, "integer"), ("seed", -1, ">= 0"), ("penalty_dropout", 0.0, "(0, 1]"),
+     ("penalty_l2", -1.0, ">= 0")],
+)  # fmt: skip
+def test_bad_training_fields_name_the_field(field, value, words):
+    d = {"model": {"kind": "two_layer", "activation": "tanh", "width": 6},
+         "data": {"kind": "sin1d"}, "init": {"seed": 0, "scale": 0.3},
+         "solver": {"method": "gd", "dt": 0.01, "t_end": 0.1, field: value}}  # fmt: skip
+    with pytest.raises(ConfigError, match=f"solver.{field}") as info:
+        RunConfig.from_dict(d)
+    assert words in str(info.value)
+    d["solver"] = {"method": "dopri5", "t_end": 1.0, "dropout": 0.9}
+    with pytest.raises(ConfigError, match="solver.dropout.*'gd' or 'adam'"):
+        RunConfig.from_dict(d)

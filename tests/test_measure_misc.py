@@ -489,3 +489,28 @@ def test_singular_subspace_recovers_planted_vectors():
         fm.singular_subspace(M, 4)
     with pytest.raises(ValueError, match="side: must be one of"):
         fm.singular_subspace(M, side="up")
+
+
+def test_trajectory_pca_against_the_covariance_eigenvectors(rng):
+    """Scores and shares against NumPy's covariance eigendecomposition; a trajectory
+    moving on a line has one component."""
+    T, shape = 30, (4, 3)
+    states = rng.standard_normal((T, *shape)) * np.linspace(3, 0.1, 12).reshape(shape)
+    scores, explained = fm.trajectory_pca(states, k=3)
+    flat = states.reshape(T, -1)
+    cov = np.cov(flat.T, bias=True)
+    values, vectors = np.linalg.eigh(cov)
+    order = np.argsort(values)[::-1][:3]
+    np.testing.assert_allclose(explained, values[order] / values.sum(), rtol=1e-10)
+    reference = (flat - flat.mean(axis=0)) @ vectors[:, order]
+    np.testing.assert_allclose(np.abs(scores), np.abs(reference), rtol=1e-8, atol=1e-10)
+    direction = rng.standard_normal(shape)
+    line = np.linspace(-1, 2, 7)[:, None, None] * direction
+    scores, explained = fm.trajectory_pca(line, k=2)
+    np.testing.assert_allclose(explained, [1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(np.abs(scores[:, 0]), np.abs(np.linspace(-1, 2, 7) - 0.5)
+                               * np.linalg.norm(direction), rtol=1e-12, atol=1e-12)  # fmt: skip
+    with pytest.raises(ValueError, match="k must be"):
+        fm.trajectory_pca(line, k=0)
+    with pytest.raises(ValueError, match="T >= 2"):
+        fm.trajectory_pca(line[:1])

@@ -11,7 +11,8 @@
 - :func:`cosine_with`, :func:`reordered_similarity`, :func:`relative_change`,
   :func:`singular_subspace`, :func:`principal_angles`: the attention stages of [CL25].
 - :func:`last_query_attention`, :func:`attention_on_tokens`, :func:`attention_entropy`,
-  :func:`phi_alignment`: focus and dilution of [CLXL26] (:class:`flowsim.TokenAttention`).
+  :func:`phi_alignment`, :func:`trajectory_pca`: focus and dilution of [CLXL26]
+  (:class:`flowsim.TokenAttention`).
 - :func:`loss_stages`, :func:`plot_stages`: plateaus and descents of [CLW24].
 - :func:`reduce`, :func:`plateau_levels`, :func:`loss_spectrum`: network reduction and
   plateau levels, the loss spectrum run as a sweep into a result store ([ZZLX21]).
@@ -32,7 +33,7 @@ from flowsim.measure.attention import (
 from flowsim.measure.clusters import Clusters, clusters
 from flowsim.measure.distance import SlopeFit, relative_distance, slope_S_w
 from flowsim.measure.features import FeatureMap, feature_map, plot_feature_map
-from flowsim.measure.rank import effective_rank, singular_value_ratio
+from flowsim.measure.rank import effective_rank, singular_value_ratio, trajectory_pca
 from flowsim.measure.reduce import LossSpectrum, loss_spectrum, plateau_levels, reduce
 from flowsim.measure.similarity import block_order, cosine_similarity, plot_similarity
 from flowsim.measure.stages import Stage, loss_stages, plot_stages
@@ -68,5 +69,6 @@ __all__ = [
     "reordered_similarity",
     "singular_subspace",
     "singular_value_ratio",
+    "trajectory_pca",
     "slope_S_w",
 ]

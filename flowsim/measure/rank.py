@@ -97,3 +97,40 @@ def _singular_values(M) -> np.ndarray:
     if M.shape[-1] == 0 or M.shape[-2] == 0:
         return np.zeros(M.shape[:-2] + (0,))
     return np.linalg.svd(M, compute_uv=False)
+
+
+def trajectory_pca(states, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Principal components of a trajectory: where a parameter group moves over time.
+
+    Parameters
+    ----------
+    states : array_like, shape (T, ...)
+        The group at T times (e.g. the embedding ``W0`` of every saved state,
+        ``[net.unpack(th)["W0"] for th in run.theta]``); each is flattened.
+    k : int
+        Number of components (at most T and the group's size).
+
+    Returns
+    -------
+    scores : ndarray, shape (T, k)
+        The centred states' coordinates on the first k principal axes (each axis's
+        sign fixed so that its largest-magnitude entry is positive).
+    explained : ndarray, shape (k,)
+        Each component's share of the total variance over time (0 for a trajectory
+        that does not move).
+    """
+    X = np.asarray(states, dtype=np.float64)
+    if X.ndim < 2 or X.shape[0] < 2:
+        raise ValueError(f"states must have shape (T, ...) with T >= 2, got {X.shape}")
+    X = X.reshape(X.shape[0], -1)
+    if not np.all(np.isfinite(X)):
+        raise ValueError("states contain NaN or infinite values")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= min(X.shape):
+        raise ValueError(f"k must be an integer in [1, {min(X.shape)}], got {k!r}")
+    X = X - X.mean(axis=0)
+    U, s, Vt = np.linalg.svd(X, full_matrices=False)
+    signs = np.sign(Vt[np.arange(k), np.argmax(np.abs(Vt[:k]), axis=1)])
+    signs[signs == 0] = 1.0
+    total = float(np.sum(s**2))
+    explained = s[:k] ** 2 / total if total > 0 else np.zeros(k)
+    return U[:, :k] * s[:k] * signs, explained

@@ -21,7 +21,8 @@ The run's own settings travel the same way at the end of the float array ``c``
 penalty itself (it is the same for every model); a model's flow kernel that
 supports dropout reads the masks' keep probabilities and the penalty's weights
 from there, and only when ``c`` holds them (``c.size`` = its own count +
-:data:`N_RUN`): called from Python, ``c`` has no run block.
+:data:`N_RUN`): called from Python, ``c`` has no run block.  Whoever calls the
+core's loops directly must append one (``np.concatenate([c, run_block()])``).
 
 Writing a model family: implement the functions of :data:`INTERFACE` with
 these exact arguments in the model's kernel template (no-op stand-ins for the

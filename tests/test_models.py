@@ -397,7 +397,7 @@ def test_one_pass_flow_equals_two_pass_flow_for_any_chunks_and_threads(act):
     naive_flow = -naive.flat_gradient(net, theta, X, y)
     for nch in (1, 4, 7):
         one_pass = np.empty(theta.size)
-        loss1 = module._flow_one_pass(theta, Xa, y, c, net.dims(), nch, one_pass)
+        loss1 = module._flow_one_pass(theta, Xa, y, c, net.dims(), nch, -1, one_pass)
         assert loss1 == pytest.approx(loss2, rel=1e-13)
         _assert_close_vectors(one_pass, two_pass, 1e-12)
         _assert_close_vectors(one_pass, naive_flow, 1e-10)

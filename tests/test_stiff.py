@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import flowsim as fs
+from flowsim import _abi
 from flowsim.integrate.core import core
 
 
@@ -101,6 +102,7 @@ def test_spectral_radius_matches_dense_hessian():
         J[:, j] = -(net.gradient(theta + e, X, y) - net.gradient(theta - e, X, y)) / 2e-6
     rho_true = np.max(np.abs(np.linalg.eigvalsh((J + J.T) / 2)))
     c, _ = net.flow_constants(net.unit_scales())
+    c = np.concatenate([c, _abi.run_block()])  # the core reads the run's settings there
     f0 = -net.gradient(theta, X, y)
     v = np.zeros(P)
     mode, aux = np.zeros((0, 0), dtype=np.int8), np.zeros((0, 0))

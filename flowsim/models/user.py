@@ -144,7 +144,7 @@ def _callbacks(fn) -> list[int]:
 
     @numba.njit
     def flow(theta_bar, X, y, c, dims, mode, aux, out):
-        theta = c * theta_bar
+        theta = c[: theta_bar.size] * theta_bar  # c: the scales, then the run block
         value = fn(theta, X, y, out)
         for p in range(out.size):
             out[p] = -out[p] / c[p]
@@ -152,7 +152,7 @@ def _callbacks(fn) -> list[int]:
 
     @numba.njit
     def loss(theta_bar, X, y, c, dims):
-        theta = c * theta_bar
+        theta = c[: theta_bar.size] * theta_bar
         return fn(theta, X, y, np.empty_like(theta))
 
     @numba.njit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -29,6 +30,17 @@ def resolve_stds(names, scale, betas) -> dict[str, float]:
             raise ValueError(f"initialization scale for layer {name!r} must be > 0, got {value}")
         stds[name] = value
     return stds
+
+
+def layer_stds(names, scale) -> dict[str, float]:
+    """The standard deviation of each layer ``names``: ``scale`` one number for all, or a
+    mapping with one per layer (a ValueError names unknown or missing layers)."""
+    if not isinstance(scale, Mapping):
+        return resolve_stds(names, scale, {})
+    unknown = set(scale) - set(names)
+    if unknown:
+        raise ValueError(f"scale: unknown layers {sorted(unknown)}; layers are {list(names)}")
+    return resolve_stds(names, None, {k: scale.get(k) for k in names})
 
 
 def draw_init(seed, layers, stds) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 from flowsim.activations import Activation
 from flowsim.models import _attention_kernels, _attention_products, _no_factor, _smooth_switching
 from flowsim.models._base import Model, check_positive_int, real_array
-from flowsim.models._init import draw_init, resolve_stds
+from flowsim.models._init import draw_init, layer_stds
 
 LOSSES = {"exponential": 0, "squared": 1, "cross_entropy": 2}
 """Loss name -> the kernels' loss code."""
@@ -158,14 +158,7 @@ class Attention(Model):
             One standard deviation for every layer, or one per layer
             (``{"WQ": ..., "WK": ..., "WV": ..., "W1": ..., "W2": ...}``).
         """
-        if isinstance(scale, Mapping):
-            unknown = set(scale) - set(self.layer_names)
-            if unknown:
-                raise ValueError(f"scale: unknown layers {sorted(unknown)}; "
-                                 f"layers are {list(self.layer_names)}")  # fmt: skip
-            stds = resolve_stds(self.layer_names, None, {k: scale.get(k) for k in self.layer_names})
-        else:
-            stds = resolve_stds(self.layer_names, scale, {})
+        stds = layer_stds(self.layer_names, scale)
         return self.pack(**draw_init(seed, self.layers, stds))
 
     # -- data -------------------------------------------------------------------

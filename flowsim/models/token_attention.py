@@ -21,7 +21,7 @@ from flowsim.models import (
     _token_attention_kernels,
 )
 from flowsim.models._base import Model, check_positive_int, real_array
-from flowsim.models._init import draw_init, resolve_stds
+from flowsim.models._init import draw_init, layer_stds
 
 
 class TokenAttention(Model):
@@ -114,14 +114,7 @@ class TokenAttention(Model):
             One standard deviation for every layer, or one per layer
             (``{"W0": ..., "WQ": ..., "WK": ..., "W1": ...}``).
         """
-        if isinstance(scale, Mapping):
-            unknown = set(scale) - set(self.layer_names)
-            if unknown:
-                raise ValueError(f"scale: unknown layers {sorted(unknown)}; "
-                                 f"layers are {list(self.layer_names)}")  # fmt: skip
-            stds = resolve_stds(self.layer_names, None, {k: scale.get(k) for k in self.layer_names})
-        else:
-            stds = resolve_stds(self.layer_names, scale, {})
+        stds = layer_stds(self.layer_names, scale)
         return self.pack(**draw_init(seed, self.layers, stds))
 
     # -- data -------------------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmarks import _problem
 from benchmarks._common import Impl, Workload
 
 N = 1000
@@ -77,16 +78,13 @@ def numpy_descent(theta, Xa, y, m, lr, steps, weight=0.0):
     n, D = Xa.shape
     theta = np.array(theta, dtype=np.float64)
     for _ in range(steps):
-        a = theta[:m]
-        W = theta[m:].reshape(m, D)
-        S = np.tanh(Xa @ W.T)  # (n, m)
-        dS = 1.0 - S * S
-        e = S @ a - y
-        grad_a = (e @ S + weight * a * np.sum(S * S, axis=0)) / n
-        grad_W = ((dS * e[:, None]).T @ Xa * a[:, None]
-                  + weight * (S * dS).T @ Xa * (a * a)[:, None]) / n  # fmt: skip
-        theta[:m] -= lr * grad_a
-        theta[m:] -= lr * grad_W.ravel()
+        grad = _problem.gradient(theta, Xa, y, m)  # R's term
+        if weight:
+            a = theta[:m]
+            S = np.tanh(Xa @ theta[m:].reshape(m, D).T)  # (n, m)
+            grad[:m] += weight * a * np.sum(S * S, axis=0) / n
+            grad[m:] += (weight * (S * (1.0 - S * S)).T @ Xa * (a * a)[:, None]).ravel() / n
+        theta -= lr * grad
     return theta
 
 

@@ -113,18 +113,24 @@ def discrete_solve(
     while steps < chunk:
         it = ist[I_ACCEPTED]
         c[run + 6] = it
-        if Xb.shape[0] > 0:
-            Xq, Yq = _batch(X, Y, seed, it, perm, Xb, Yb, Xl, Yl)
-            loss_value = flow(y, Xq, Yq, c, dims, mode, aux, g)
-        else:
-            loss_value = flow(y, X, Y, c, dims, mode, aux, g)
-        ist[I_NFEV] += 1
-        if not (math.isfinite(loss_value) and _all_finite(g)):
-            ist[I_STATUS] = S_NONFINITE
-            break
-        saving = ist[I_SAVE] < n_save and save_iter[ist[I_SAVE]] <= it
-        if stochastic and (saving or ev_kind.size > 0):
+        if stochastic and it >= n_iter:  # the last iterate: no step follows, only its loss
             loss_value = loss(y, X, Y, c, dims)
+            if not math.isfinite(loss_value):
+                ist[I_STATUS] = S_NONFINITE
+                break
+        else:
+            if Xb.shape[0] > 0:
+                Xq, Yq = _batch(X, Y, seed, it, perm, Xb, Yb, Xl, Yl)
+                loss_value = flow(y, Xq, Yq, c, dims, mode, aux, g)
+            else:
+                loss_value = flow(y, X, Y, c, dims, mode, aux, g)
+            ist[I_NFEV] += 1
+            if not (math.isfinite(loss_value) and _all_finite(g)):
+                ist[I_STATUS] = S_NONFINITE
+                break
+            saving = ist[I_SAVE] < n_save and save_iter[ist[I_SAVE]] <= it
+            if stochastic and (saving or ev_kind.size > 0):
+                loss_value = loss(y, X, Y, c, dims)
         fst[F_LOSS] = loss_value
         while ist[I_SAVE] < n_save and save_iter[ist[I_SAVE]] <= it:
             _record(

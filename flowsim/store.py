@@ -69,7 +69,7 @@ from pathlib import Path
 
 from flowsim._digest import file_sha256
 
-NUMERICS_VERSION = 4
+NUMERICS_VERSION = 5
 """Version of the numbers a run produces.  Bump it when a change to the kernels,
 integrators or initialization changes results, so that stored results computed
 by the old numerics are not taken for the new ones (they stay in the store
@@ -81,7 +81,9 @@ steps (their error estimate rounds differently).
 3: tanh by one formula with a minimax polynomial; auto runs BDF on two-layer nets.
 4: two-layer flows in one pass up to (2 D + 4) m doubles of 4 MiB, in chunks of
 samples (the output and gradient sums in a new order); the frozen-pattern
-output summed in eight lanes."""
+output summed in eight lanes.
+5: ReLU / leaky ReLU kinks decided jointly per neuron (least-norm Filippov slopes in
+their bounds, leaving a kink without an event, repelling kinks left)."""
 
 FORMAT = "flowsim-store/1"
 RECORD_FORMAT = "flowsim-result/2"

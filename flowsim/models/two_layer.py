@@ -13,12 +13,9 @@ import sympy as sp
 
 from flowsim import _codegen
 from flowsim.activations import Activation
-from flowsim.models import _smooth_switching, _two_layer_kernels
+from flowsim.models import _kink_kernels, _smooth_switching, _two_layer_kernels
 from flowsim.models._base import Model, check_positive_int
 from flowsim.models._init import draw_init, resolve_stds
-
-KINKS_BEGIN = "# --- kinks: begin ---"
-KINKS_END = "# --- kinks: end ---"
 
 
 class TwoLayer(Model):
@@ -69,13 +66,10 @@ class TwoLayer(Model):
         return act.homogeneous == 1 and act.derivative(-1.0) != act.derivative(1.0)
 
     def _model_source(self) -> str:
-        """Without kinks, the switching kernels are no-ops (compile time: ~20 s cold)."""
-        source = _codegen.template_body(self._template)
-        if self.has_kinks:
-            return source
-        head, _, rest = source.partition(KINKS_BEGIN)
-        _, _, tail = rest.partition(KINKS_END)
-        return head + _codegen.template_body(_smooth_switching) + tail
+        """The kink treatment (:mod:`flowsim.models._kink_kernels`) for a piecewise-linear
+        activation; otherwise its no-op stand-ins (compile time: ~20 s cold)."""
+        kinks = _kink_kernels if self.has_kinks else _smooth_switching
+        return _codegen.template_body(self._template) + _codegen.template_body(kinks)
 
     def dims(self) -> np.ndarray:
         return np.array([self.width, self.D], dtype=np.int64)

@@ -98,3 +98,36 @@ def test_a_neuron_driven_to_zero_input_weight_stays_dead():
     W_gd = net.unpack(gd.theta_final)["W"]
     scale = np.max(np.abs(W_gd))
     assert np.max(np.abs(W_gd[dead])) < 1e-3 * scale
+
+
+def _orientations(net, theta, min_mass=0.05):
+    p = net.unpack(theta)
+    amplitude = np.abs(p["a"]) * np.linalg.norm(p["W"], axis=1)
+    found = fs.measure.clusters(p["W"], weights=amplitude, min_mass=min_mass)
+    return np.sort(np.degrees(np.arctan2(found.centers[:, 1], found.centers[:, 0])))
+
+
+def test_the_flow_condenses_on_the_predicted_orientation_then_on_the_targets_kinks():
+    """gamma = 3, m = 1000.  Initial stage: every neuron of at least half the largest
+    amplitude within 1 deg of the [ZZJLZX22] orientation (``stable_directions``: the pure
+    bias (0, 1), 90 deg) at t = 100 (measured 89.99 - 90.05 deg; the loss is at 0.60 R(0)).
+    End (loss 1e-6 R(0), t ~ 5e3): two orientations, the target's kinks at x = +-1/3,
+    i.e. (w, b) along (3, -1) and (-3, -1): -18.43 and -161.57 deg."""
+    from flowsim.theory import stable_directions
+
+    net, _, X, y = _notebook(1000)
+    theta0 = net.init(0, gamma=3.0, gamma_prime=0.0)
+    predicted = stable_directions(net, X, y).vectors
+    assert predicted.shape == (1, 2)
+    early = fs.simulate(net, theta0, X, y, t_end=100.0, save_state="final", progress=False)
+    p = net.unpack(early.theta_final)
+    amplitude = np.abs(p["a"]) * np.linalg.norm(p["W"], axis=1)
+    top = p["W"][amplitude >= 0.5 * amplitude.max()]
+    cosines = top @ predicted[0] / np.linalg.norm(top, axis=1)
+    assert np.degrees(np.arccos(np.min(np.clip(cosines, -1, 1)))) < 1.0
+    R0 = 0.5 * np.mean(y**2)
+    end = fs.simulate(net, theta0, X, y, t_end=1e5, events=[fs.loss_below(1e-6 * R0)],
+                      save_state="final", max_wall=120, progress=False)  # fmt: skip
+    assert end.status == "event"
+    kinks = np.degrees(np.arctan2([-1.0, -1.0], [-3.0, 3.0]))
+    assert np.max(np.abs(_orientations(net, end.theta_final) - kinks)) < 1.0

@@ -643,8 +643,35 @@ def switch_cross(theta, X, y, c, dims, mode, aux, k, i, out):
     e = np.empty(n)
     value = residuals(theta, X, y, c, dims, mode, e)
     _decide(theta, X, e, dims, mode, aux, k, old)
+    _leave_repelling(theta, X, e, dims, mode, aux)
     flow_from_residuals(theta, X, e, c, dims, mode, aux, out)
     return value
+
+
+@jit
+def _repelling(theta, e, mode, aux, k, i, lo, hi):
+    """(k, i) slides on a kink that repels (``a_k e_i < 0``, slope inside the bounds)."""
+    return mode[k, i] == ON_KINK and lo < aux[k, i] < hi and theta[k] * e[i] < 0.0
+
+
+@jit
+def _leave_repelling(theta, X, e, dims, mode, aux):
+    """Decide again (:func:`_decide`) every neuron with a sliding pair whose kink now
+    repels: an unstable sliding motion, which the flow leaves (at every switch, so that
+    runs with a switch in nearly every step leave them too)."""
+    m = dims[0]
+    n = X.shape[0]
+    lo = dsigma(-1.0)
+    hi = dsigma(1.0)
+    old = np.empty(n, dtype=np.int8)
+    for k in range(m):
+        found = False
+        for i in range(n):
+            found = found or _repelling(theta, e, mode, aux, k, i, lo, hi)
+        if found:
+            for i in range(n):
+                old[i] = ON_KINK if _repelling(theta, e, mode, aux, k, i, lo, hi) else KEEP
+            _decide(theta, X, e, dims, mode, aux, k, old)
 
 
 # -- locating the next kink on a step's dense output ------------------------------------
@@ -791,7 +818,7 @@ def _leave_kinks(y1, X, y, c, dims, mode, aux):
     hi = dsigma(1.0)
     for k in range(m):
         for i in range(n):
-            if mode[k, i] == ON_KINK and lo < aux[k, i] < hi and y1[k] * e[i] < 0.0:
+            if _repelling(y1, e, mode, aux, k, i, lo, hi):
                 return k, i
     return -1, -1
 

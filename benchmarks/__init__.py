@@ -4,11 +4,29 @@ Run ``python -m benchmarks [--quick] [--full] [--only ID ...] [--json FILE]``; s
 ``benchmarks/README.md`` for the workloads and the measured results.
 """
 
-from benchmarks import attention, dropout, kernels, resources, theory, trajectories, workflows
+from benchmarks import (
+    attention,
+    dropout,
+    kernels,
+    relu_flow,
+    resources,
+    theory,
+    trajectories,
+    workflows,
+)
 
 WORKLOADS = {
     w.id: w
-    for module in (kernels, attention, dropout, trajectories, theory, workflows, resources)
+    for module in (
+        kernels,
+        attention,
+        dropout,
+        trajectories,
+        theory,
+        workflows,
+        resources,
+        relu_flow,
+    )
     for w in module.WORKLOADS
 }
 

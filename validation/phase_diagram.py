@@ -44,12 +44,13 @@ Training is full-batch **gradient descent** (flowsim's ``method="gd"``), as in
 condensed runs, and ``lr`` times the bound at the end is reported), run in
 segments of doubling length until the loss is below
 ``1e-6 R(0)``; ``theta_w*`` is the state at the end of that segment.  The
-gradient flow with exact kink handling was the first choice, but at these
-widths it is not usable: at m = 1000 (gamma = 1, seed 0) it stopped with
-``step_too_small`` at t = 1.555 after 40259 kink switches in 209 accepted
-steps (the same at rtol 1e-6 and 1e-10); at gamma = 1.75, m = 316 it stopped
-at t = 0.144; at gamma = 1.5, m = 1000 it took 113 s (m = 316: 3.9 s); with 20
-data points one run did not return within 12 minutes despite ``max_wall=60``.
+gradient flow with exact kink handling was the first choice, but until kinks were
+decided jointly per neuron (docs/theory.md §11) it was not usable here (at m = 1000,
+gamma = 1, it stopped with ``step_too_small`` at t = 1.555 after 40259 kink
+switches).  It now reaches ``1e-6 R(0)`` at every point of the quick grid (measured
+on 2 loaded cores: at most 0.9 s up to m = 1000, at most 6.5 s at m = 3162, and at
+m = 10^4 from 2.7 s at gamma = 0.5 to 86 s at gamma = 1.5), so moving
+this check onto the flow, with GD beside it, is the next step (issue 14).
 Where the flow does converge, GD's RD agrees with it to 0.1% - 1.2% (m = 32,
 100, 316, every gamma): the check repeats that comparison at m = 100 for every
 gamma and records the largest difference (bound 2%).

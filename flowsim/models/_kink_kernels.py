@@ -335,25 +335,94 @@ def _sliding_terms(X, e, D, mode, aux, k, lo, hi, g, work, U, H, A, q, gq, dq, r
 
 
 @jit
+def _single_kinks(X, e, mode, aux, k0, L, lo, hi, WT, gw):
+    """:func:`_sliding_terms` for the block's neurons with exactly one sample on its kink
+    (the usual case), vectorized over them: with u = e_i x~_i, q = clip(-(u . b) / |u|^2),
+    g = b + q u, made exactly tangent to the kink when q is inside the bounds; and g = 0
+    for dead ReLU neurons (w_k = 0: every sample on its kink, q = 0 least).  Returns the
+    number of other neurons with several samples on their kinks."""
+    n = X.shape[0]
+    D = gw.shape[0]
+    one = np.empty((n, L))  # 1.0 where sample i is the neuron's only one on its kink
+    count = np.zeros(L)
+    for i in range(n):
+        for j in range(L):
+            one[i, j] = 1.0 if mode[k0 + j, i] == ON_KINK else 0.0
+            count[j] += one[i, j]
+    alive = np.ones(L)
+    if lo == 0.0:
+        for j in range(L):
+            alive[j] = 0.0 if count[j] == n else 1.0
+        for d in range(D):
+            for j in range(L):
+                alive[j] = 1.0 if WT[d, j] != 0.0 else alive[j]
+        for d in range(D):
+            for j in range(L):
+                gw[d, j] *= alive[j]
+    several = 0
+    for j in range(L):
+        several += count[j] >= 2.0 and alive[j] == 1.0
+        count[j] = 1.0 if count[j] == 1.0 else 0.0
+    which = np.zeros(L)
+    for i in range(n):
+        for j in range(L):
+            one[i, j] *= count[j]
+            which[j] += i * one[i, j]
+    ub = np.zeros(L)
+    xx = np.zeros(L)
+    ee = np.zeros(L)
+    for i in range(n):
+        ei = e[i]
+        for d in range(D):
+            xd = X[i, d]
+            for j in range(L):
+                ub[j] += one[i, j] * xd * gw[d, j]
+                xx[j] += one[i, j] * xd * xd
+        for j in range(L):
+            ee[j] += one[i, j] * ei
+    q = np.zeros(L)
+    for j in range(L):
+        if count[j] == 1.0:
+            i = int(which[j])
+            q[j] = aux[k0 + j, i]
+            if ee[j] != 0.0 and xx[j] > 0.0:
+                q[j] = min(hi, max(lo, -ub[j] / (ee[j] * xx[j])))
+                aux[k0 + j, i] = q[j]
+    xg = np.zeros(L)
+    for i in range(n):
+        for d in range(D):
+            xd = X[i, d]
+            for j in range(L):
+                gw[d, j] += one[i, j] * q[j] * ee[j] * xd
+    for i in range(n):
+        for d in range(D):
+            xd = X[i, d]
+            for j in range(L):
+                xg[j] += one[i, j] * xd * gw[d, j]
+    for j in range(L):  # the tangent correction's factor (0 unless sliding inside the bounds)
+        inside = count[j] == 1.0 and lo < q[j] < hi and ee[j] != 0.0 and xx[j] > 0.0
+        xg[j] = xg[j] / xx[j] if inside else 0.0
+    for i in range(n):
+        for d in range(D):
+            xd = X[i, d]
+            for j in range(L):
+                gw[d, j] -= one[i, j] * xg[j] * xd
+    return several
+
+
+@jit
 def _block_sliding(theta, X, e, dims, mode, aux, k0, L, lo, hi, gw):
-    """Add the on-kink terms of the block's neurons to their sums ``gw`` (D, L); a dead
-    ReLU neuron (w_k = 0, every sample on its kink) has g_k = 0, the least norm (q = 0)."""
+    """Add the on-kink terms of the block's neurons with several samples on their kinks
+    (not dead ones: :func:`_single_kinks`) to their sums ``gw`` (D, L)."""
     m = dims[0]
     D = dims[1]
     n = X.shape[0]
     smax = 0
     for j in range(L):
-        k = k0 + j
         on = 0
         for i in range(n):
-            on += mode[k, i] == ON_KINK
-        if on == n and lo == 0.0 and _dead(theta, m, D, k):
-            for d in range(D):
-                gw[d, j] = 0.0
-        else:
-            smax = max(smax, on)
-    if smax == 0:
-        return
+            on += mode[k0 + j, i] == ON_KINK
+        smax = max(smax, on)
     ints = np.empty((3, smax), dtype=np.int64)
     vec = np.empty((3, smax))
     mats = np.empty((2, smax, smax))
@@ -365,42 +434,14 @@ def _block_sliding(theta, X, e, dims, mode, aux, k0, L, lo, hi, gw):
         on = 0
         for i in range(n):
             on += mode[k, i] == ON_KINK
-        if on == 0 or (on == n and lo == 0.0 and _dead(theta, m, D, k)):
-            continue
-        if on == 1:
-            _one_kink(X, e, D, mode, aux, k, lo, hi, gw, j)
-            continue
+        if on <= 1 or (on == n and lo == 0.0 and _dead(theta, m, D, k)):
+            continue  # done by _single_kinks
         for d in range(D):
             g[d] = gw[d, j]
         _sliding_terms(X, e, D, mode, aux, k, lo, hi, g, ints[0], U, mats[0], mats[1], vec[0],
                        vec[1], vec[2], rv, ints[1], ints[2])  # fmt: skip
         for d in range(D):
             gw[d, j] = g[d]
-
-
-@jit
-def _one_kink(X, e, D, mode, aux, k, lo, hi, gw, j):
-    """:func:`_sliding_terms` for a neuron with one sample on its kink (the usual case),
-    on its column ``gw[:, j]``: q = clip(-(u . b) / |u|^2), u = e_i x~_i."""
-    i = 0
-    while mode[k, i] != ON_KINK:
-        i += 1
-    ub = 0.0
-    xx = 0.0
-    for d in range(D):
-        ub += X[i, d] * gw[d, j]
-        xx += X[i, d] * X[i, d]
-    q = aux[k, i]
-    if e[i] != 0.0 and xx > 0.0:
-        q = min(hi, max(lo, -ub / (e[i] * xx)))
-        aux[k, i] = q
-    xg = 0.0
-    for d in range(D):
-        gw[d, j] += q * e[i] * X[i, d]
-        xg += X[i, d] * gw[d, j]
-    if lo < q < hi and e[i] != 0.0 and xx > 0.0:  # exactly tangent to the kink
-        for d in range(D):
-            gw[d, j] -= xg / xx * X[i, d]
 
 
 @jit
@@ -450,7 +491,8 @@ def _backward_frozen(theta, X, e, c, dims, mode, aux, out):
         for j in range(k0 * n, (k0 + L) * n):
             on_kink += flat[j] == ON_KINK
         if on_kink > 0:
-            _block_sliding(theta, X, e, dims, mode, aux, k0, L, lo, hi, gw)
+            if _single_kinks(X, e, mode, aux, k0, L, lo, hi, WT, gw) > 0:
+                _block_sliding(theta, X, e, dims, mode, aux, k0, L, lo, hi, gw)
         for j in range(L):
             k = k0 + j
             off = m + k * D

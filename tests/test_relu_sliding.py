@@ -131,3 +131,21 @@ def test_the_flow_condenses_on_the_predicted_orientation_then_on_the_targets_kin
     assert end.status == "event"
     kinks = np.degrees(np.arctan2([-1.0, -1.0], [-3.0, 3.0]))
     assert np.max(np.abs(_orientations(net, end.theta_final) - kinks)) < 1.0
+
+
+@pytest.mark.slow
+def test_leaky_relu_flow_is_the_limit_of_gradient_descent():
+    """Leaky ReLU (slope 1/100 below the kink: a sliding slope's box is [0.01, 1], and no
+    neuron is dead), the notebook case at m = 100 to t = 300: GD at 0.005 and 0.0025 is at
+    4.3e-6 and 2.1e-6 (absolute, max over theta) from the flow."""
+    net, theta0, X, y = _notebook(100)
+    net = fs.TwoLayer("leaky_relu", 100, 1)
+    flow = fs.simulate(net, theta0, X, y, t_end=300.0, rtol=1e-10, atol=1e-14,
+                       save_state="final", progress=False)  # fmt: skip
+    assert flow.status == "done" and flow.n_switches > 20
+    errors = [np.max(np.abs(fs.simulate(net, theta0, X, y, t_end=300.0, method="gd", dt=lr,
+                                        save_state="final", progress=False).theta_final
+                            - flow.theta_final))
+              for lr in (0.005, 0.0025)]  # fmt: skip
+    assert errors[0] / errors[1] == pytest.approx(2.0, rel=0.15)
+    assert errors[1] < 1e-5

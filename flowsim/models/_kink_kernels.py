@@ -571,26 +571,94 @@ KEEP = 3
 """``old`` entry of a sample that is not being decided."""
 
 
+MAX_ENUMERATED = 5
+"""Up to this many samples decided at once, every pattern is tried (3 modes each)."""
+
+
+@jit
+def _preferred(old_i, q, lo, hi, rank):
+    """Mode of preference ``rank`` (0, 1, 2) for a sample decided at its kink: on the
+    kink; then, if it was crossing (old -1 / 1), onward, else (a sliding motion turned
+    unstable) the side its slope leans to (q above or below the middle of the bounds);
+    then the other side."""
+    if rank == 0:
+        return ON_KINK
+    first = -old_i if (old_i == 1 or old_i == -1) else (1 if q >= 0.5 * (lo + hi) else -1)
+    return first if rank == 1 else -first
+
+
+@jit
+def _consistent(theta, X, e, dims, mode, aux, k, old, g, lo, hi):
+    """Whether the pattern of neuron k's decided samples is a Filippov solution: a sample
+    on its kink has its slope inside the box and an attracting kink (a_k e_i > 0), or has it
+    on a bound and does not move at all (a dead neuron); a sample on a side moves there
+    (or not at all)."""
+    D = dims[1]
+    n = X.shape[0]
+    a_k = theta[k]
+    _direction(theta, X, e, dims, mode, aux, k, g)
+    for i in range(n):
+        if old[i] == KEEP:
+            continue
+        xg = 0.0
+        for t in range(D):
+            xg += X[i, t] * g[t]
+        moving = -a_k * xg  # sign of d(pre-activation)/dt
+        md = mode[k, i]
+        if md == ON_KINK:
+            q = aux[k, i]
+            inside = lo < q < hi
+            if not ((inside and a_k * e[i] > 0.0) or (not inside and moving == 0.0)):
+                return False
+        elif md * moving < 0.0:
+            return False
+    return True
+
+
 @jit
 def _decide(theta, X, e, dims, mode, aux, k, old):
     """Decide the samples of neuron k put on their kinks at this state (``old[i]`` their
-    previous mode: -1, 1, or 0 if unknown; :data:`KEEP` for the others), jointly.
-
-    A sample stays on its kink when its slope is inside the box and the kink attracts
-    (``a_k e_i > 0``: both sides push back, Filippov sliding), or when it does not move
-    (a dead neuron).  A slope on a bound whose side the pre-activation moves to leaves to
-    that side.  Otherwise (a repelling kink: either side is a solution) the sample
-    keeps moving the way it came; a sample that was sliding leaves to the side its
-    slope leans to (``q`` above or below the middle of the bounds): the side gradient
-    descent chatters on more, and the side a symmetric smoothing of the kink holds it on.
-    The slopes are solved again after each change.
+    previous mode: -1, 1, or 0 / ON_KINK if it was on the kink; :data:`KEEP` for the
+    others), jointly: the first consistent pattern (:func:`_consistent`) in the order
+    of :func:`_preferred` (a small complementarity problem, enumerated up to
+    :data:`MAX_ENUMERATED` samples).  On a repelling kink both sides are solutions:
+    a crossing sample keeps moving the way it came; a sample that was sliding leaves to
+    the side its slope leans to, the side gradient descent chatters on more, and the
+    side a symmetric smoothing of the kink holds it on.  Beyond that size, or if no
+    pattern is consistent, the samples are decided one by one from the least-norm
+    slopes.
     """
     D = dims[1]
     n = X.shape[0]
     lo = dsigma(-1.0)
     hi = dsigma(1.0)
-    a_k = theta[k]
     g = np.empty(D)
+    _direction(theta, X, e, dims, mode, aux, k, g)  # the least-norm slopes, all on the kink
+    idx = np.empty(n, dtype=np.int64)
+    q0 = np.empty(n)
+    count = 0
+    for i in range(n):
+        if old[i] != KEEP:
+            idx[count] = i
+            q0[count] = aux[k, i]
+            count += 1
+    if count == 0:
+        return
+    if count <= MAX_ENUMERATED:
+        total = 3**count
+        for code in range(total):
+            rest = code
+            for r in range(count):
+                i = idx[r]
+                mode[k, i] = _preferred(old[i], q0[r], lo, hi, rest % 3)
+                aux[k, i] = 0.5 * (lo + hi) if mode[k, i] == ON_KINK else 0.0
+                rest //= 3
+            if _consistent(theta, X, e, dims, mode, aux, k, old, g, lo, hi):
+                return
+        for r in range(count):  # none: back on the kink, decided one by one
+            mode[k, idx[r]] = ON_KINK
+            aux[k, idx[r]] = q0[r]
+    a_k = theta[k]
     for _ in range(n + 1):
         _direction(theta, X, e, dims, mode, aux, k, g)
         changed = False
@@ -601,20 +669,15 @@ def _decide(theta, X, e, dims, mode, aux, k, old):
             xg = 0.0
             for t in range(D):
                 xg += X[i, t] * g[t]
-            moving = -a_k * xg  # sign of d(pre-activation)/dt
+            moving = -a_k * xg
             inside = lo < q < hi
-            if inside and a_k * e[i] > 0.0:
-                continue  # sliding
-            if not inside and moving == 0.0:
-                continue  # held: a dead neuron
+            if (inside and a_k * e[i] > 0.0) or (not inside and moving == 0.0):
+                continue  # sliding, or held (a dead neuron)
             bound = 1 if q >= hi else -1
             if not inside and (moving > 0.0) == (bound > 0):
-                new = bound
-            elif old[i] == 1 or old[i] == -1:
-                new = -old[i]
-            else:  # a sliding motion turned unstable: to the side its slope leans to
-                new = 1 if q >= 0.5 * (lo + hi) else -1
-            mode[k, i] = new
+                mode[k, i] = bound
+            else:
+                mode[k, i] = _preferred(old[i], q, lo, hi, 1)
             changed = True
         if not changed:
             break
@@ -622,13 +685,19 @@ def _decide(theta, X, e, dims, mode, aux, k, old):
 
 @jit
 def _put_on_kinks(theta, X, y, c, dims, mode, aux, k, old):
-    """Project neuron k onto the kinks of its ``old != KEEP`` samples (set on the kink),
-    add any other sample that the projection puts on its kink (the input weight reaching
-    0, or several samples on one hyperplane), to be decided with them."""
+    """Project neuron k onto the kinks of its ``old != KEEP`` samples (set on the kink) and
+    of its other on-kink samples (those the step carried off first move to their sides,
+    as in :func:`_leave_kinks`), add any other sample that the projection puts on its
+    kink (the input weight reaching 0, or several samples on one hyperplane), to be
+    decided with them."""
     n = X.shape[0]
     before = 0.0
     for i in range(n):
         before = max(before, _scale(theta, X, dims, k, i))
+        if mode[k, i] == ON_KINK and old[i] == KEEP:  # already left its kink in this step?
+            z = _preact(theta, X, dims, k, i)
+            if abs(z) > SWITCH_EPS * _scale(theta, X, dims, k, i):
+                mode[k, i] = 1 if z > 0.0 else -1
     _project(theta, X, dims, mode, k)
     added = False
     for i in range(n):

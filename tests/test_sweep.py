@@ -346,8 +346,10 @@ def _descendants(pid: int) -> list:
 
 def test_sigint_stops_the_sweep_with_a_message_and_the_rerun_resumes(tmp_path):
     path = tmp_path / "sweep.toml"
-    # GD runs of about 1 s (10^6 steps): the sweep is still going when 2 results are in
-    path.write_text(TOML.format(t_end=1e3).replace("rtol = 1e-10", 'method = "gd"\ndt = 1e-3'))
+    # GD runs of 3 10^6 steps (1 - 3 s each): the sweep is still going when 2 results are in,
+    # even when the test itself is starved of CPU (at 10^6 steps, on 2 loaded cores, all 12
+    # came in between two polls once, and the interrupt found the sweep done)
+    path.write_text(TOML.format(t_end=3e3).replace("rtol = 1e-10", 'method = "gd"\ndt = 1e-3'))
     store = Store(tmp_path / "s")
     total = len(Sweep.from_toml(path))
     proc = subprocess.Popen(_sweep_cmd(path, store.root), env=_env(), start_new_session=True,

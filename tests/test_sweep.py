@@ -338,6 +338,10 @@ def test_huge_sweep_dry_run_prints_the_count_and_the_first_runs(tmp_path, capsys
     assert not (tmp_path / "s").exists() or not Store(tmp_path / "s").keys()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _descendants(pid: int) -> list:
     import psutil
 
@@ -346,14 +350,16 @@ def _descendants(pid: int) -> list:
 
 def test_sigint_stops_the_sweep_with_a_message_and_the_rerun_resumes(tmp_path):
     path = tmp_path / "sweep.toml"
-    # GD runs of 3 10^6 steps (1 - 3 s each): the sweep is still going when 2 results are in,
-    # even when the test itself is starved of CPU (at 10^6 steps, on 2 loaded cores, all 12
-    # came in between two polls once, and the interrupt found the sweep done)
-    path.write_text(TOML.format(t_end=3e3).replace("rtol = 1e-10", 'method = "gd"\ndt = 1e-3'))
+    # GD runs of about 1 s (10^6 steps): the sweep is still going when 2 results are in
+    path.write_text(TOML.format(t_end=1e3).replace("rtol = 1e-10", 'method = "gd"\ndt = 1e-3'))
     store = Store(tmp_path / "s")
     total = len(Sweep.from_toml(path))
+    # the driver starts with SIGINT at its default, as from a terminal: a test run started in
+    # the background of a non-interactive shell (`cmd &`) inherits SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler (the sweep went on and ended with status 0)
     proc = subprocess.Popen(_sweep_cmd(path, store.root), env=_env(), start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while len(store.keys()) < 2:

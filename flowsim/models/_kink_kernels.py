@@ -20,7 +20,9 @@ least-squares problem): where the minimizer is inside the box, ``x~_j . g_k = 0`
 pre-activations stay exactly on their kinks (sliding on one surface or on the
 intersection of several); where a slope sits on a bound, the pre-activation leaves its
 kink to that bound's side, continuously, so leaving needs no event: the pair is moved
-to its side once the step has carried it off (:func:`switch_locate`).  A neuron whose
+to its side once the step has carried it off (:func:`switch_locate`).  Samples that
+reach their kinks together are decided together, as a small complementarity problem
+(:func:`_decide`); a sliding motion whose kink turns repelling is left.  A neuron whose
 input weight reaches 0 (every sample on its kink) has ``g_k = 0`` for ReLU: it is dead
 and stays so.  Because every velocity is tangent to the sliding constraints, which are
 linear in theta, a Runge-Kutta step keeps them to rounding, and ``a_k^2 - |w_k|^2`` is

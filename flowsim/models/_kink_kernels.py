@@ -549,7 +549,7 @@ def _project(theta, X, dims, mode, k):
 
 
 @jit
-def _direction(theta, X, e, dims, mode, aux, k, g):
+def _direction(X, e, dims, mode, aux, k, g):
     """g = g_k, the direction of neuron k's input weights (solving its on-kink slopes)."""
     D = dims[1]
     n = X.shape[0]
@@ -598,7 +598,7 @@ def _consistent(theta, X, e, dims, mode, aux, k, old, g, lo, hi):
     D = dims[1]
     n = X.shape[0]
     a_k = theta[k]
-    _direction(theta, X, e, dims, mode, aux, k, g)
+    _direction(X, e, dims, mode, aux, k, g)
     for i in range(n):
         if old[i] == KEEP:
             continue
@@ -635,7 +635,7 @@ def _decide(theta, X, e, dims, mode, aux, k, old):
     lo = dsigma(-1.0)
     hi = dsigma(1.0)
     g = np.empty(D)
-    _direction(theta, X, e, dims, mode, aux, k, g)  # the least-norm slopes, all on the kink
+    _direction(X, e, dims, mode, aux, k, g)  # the least-norm slopes, all on the kink
     idx = np.empty(n, dtype=np.int64)
     q0 = np.empty(n)
     count = 0
@@ -662,7 +662,7 @@ def _decide(theta, X, e, dims, mode, aux, k, old):
             aux[k, idx[r]] = q0[r]
     a_k = theta[k]
     for _ in range(n + 1):
-        _direction(theta, X, e, dims, mode, aux, k, g)
+        _direction(X, e, dims, mode, aux, k, g)
         changed = False
         for i in range(n):
             if old[i] == KEEP or mode[k, i] != ON_KINK:
@@ -686,7 +686,7 @@ def _decide(theta, X, e, dims, mode, aux, k, old):
 
 
 @jit
-def _put_on_kinks(theta, X, y, c, dims, mode, aux, k, old):
+def _put_on_kinks(theta, X, dims, mode, aux, k, old):
     """Project neuron k onto the kinks of its ``old != KEEP`` samples (set on the kink) and
     of its other on-kink samples (those the step carried off first move to their sides,
     as in :func:`_leave_kinks`), add any other sample that the projection puts on its
@@ -752,7 +752,7 @@ def switch_cross(theta, X, y, c, dims, mode, aux, k, i, out):
     old[i] = mode[k, i]
     mode[k, i] = ON_KINK
     aux[k, i] = 0.5 * (dsigma(-1.0) + dsigma(1.0))
-    _put_on_kinks(theta, X, y, c, dims, mode, aux, k, old)
+    _put_on_kinks(theta, X, dims, mode, aux, k, old)
     e = np.empty(n)
     value = residuals(theta, X, y, c, dims, mode, e)
     _decide(theta, X, e, dims, mode, aux, k, old)

@@ -11,8 +11,8 @@ its :class:`~flowsim.Trajectory` keeps ``R`` alone in ``loss``, and
   nets (three layers: the last hidden layer; dropout on the first has no
   closed form).
 - :func:`l2`: weight decay, ``lam/2 |theta|^2`` (every parameter, original
-  units); any model.  With Adam it is the coupled L2 term of the gradient, not
-  AdamW's decoupled decay.
+  units); any model.  With Adam it is the coupled L2 term of the gradient;
+  AdamW's decoupled decay is ``adam=dict(..., weight_decay=wd)`` of ``simulate``.
 
 Both are compiled into the run: the l2 term by the integrator core for every
 model, the dropout penalty inside the model's flow kernel (fused with the data

@@ -397,15 +397,18 @@ def test_adam_matches_torch(rng):
     np.testing.assert_allclose(traj.theta_final, states[n_iter], rtol=1e-9, atol=1e-12)
 
 
-def _numpy_adam(net, theta0, X, y, lr, n_iter, b1, b2, eps, form):
+def _numpy_adam(net, theta0, X, y, lr, n_iter, b1, b2, eps, form, wd=0.0):
     """Adam on the naive gradient, iterates (n_iter + 1, P): ``form`` "torch"
-    (Kingma-Ba algorithm 1) or "tf1" (TensorFlow 1's epsilon-hat)."""
+    (Kingma-Ba algorithm 1) or "tf1" (TensorFlow 1's epsilon-hat); ``wd``:
+    AdamW's decoupled weight decay as PyTorch applies it (theta scaled by
+    1 - lr wd before the Adam step)."""
     theta = np.array(theta0, dtype=float)
     m = np.zeros_like(theta)
     v = np.zeros_like(theta)
     out = [theta.copy()]
     for k in range(1, n_iter + 1):
         g = naive.flat_gradient(net, theta, X, y)
+        theta = theta * (1 - lr * wd)
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
         if form == "torch":
@@ -440,10 +443,48 @@ def test_adam_eps_forms_match_numpy(form, rng):
         np.testing.assert_array_equal(plain.theta_final, traj.theta_final)
 
 
+@pytest.mark.parametrize("form", ["torch", "tf1"])
+def test_adamw_weight_decay_matches_numpy(form, rng):
+    net, theta0, X, y = _two_layer_case("tanh", rng, width=5)
+    lr, n_iter, b1, b2, eps, wd = 0.01, 100, 0.9, 0.99, 1e-8, 0.5
+    reference = _numpy_adam(net, theta0, X, y, lr, n_iter, b1, b2, eps, form, wd)
+    plain = _numpy_adam(net, theta0, X, y, lr, n_iter, b1, b2, eps, form)
+    assert np.abs(plain[-1] - reference[-1]).max() > 1e-3  # the decay is seen
+    adam = dict(beta1=b1, beta2=b2, eps=eps, eps_form=form, weight_decay=wd)
+    traj = fs.simulate(net, theta0, X, y, t_end=lr * n_iter, method="adam", dt=lr, adam=adam,
+                       save=[0.0, lr * n_iter / 2, lr * n_iter], progress=False)  # fmt: skip
+    assert traj.config["adam"]["weight_decay"] == wd
+    np.testing.assert_allclose(traj.theta, reference[[0, n_iter // 2, n_iter]], rtol=0,
+                               atol=1e-13)  # fmt: skip
+
+
+def test_adamw_matches_torch(rng):
+    torch = pytest.importorskip("torch", reason="torch is the reference AdamW implementation")
+    net, theta0, X, y = _two_layer_case("tanh", rng, width=5)
+    lr, n_iter, betas, eps, wd = 0.01, 100, (0.9, 0.99), 1e-8, 0.3
+    adam = dict(beta1=betas[0], beta2=betas[1], eps=eps, weight_decay=wd)
+    traj = fs.simulate(net, theta0, X, y, t_end=lr * n_iter, method="adam", dt=lr, adam=adam,
+                       save=[lr * n_iter], progress=False)  # fmt: skip
+    a0, W0 = naive.two_layer_split(theta0, net.width, net.D)
+    a = torch.tensor(a0, dtype=torch.float64, requires_grad=True)
+    W = torch.tensor(W0, dtype=torch.float64, requires_grad=True)
+    Xa = torch.tensor(naive.augment(X, True), dtype=torch.float64)
+    yt = torch.tensor(y, dtype=torch.float64)
+    optimizer = torch.optim.AdamW([a, W], lr=lr, betas=betas, eps=eps, weight_decay=wd)
+    for _ in range(n_iter):
+        optimizer.zero_grad()
+        loss = 0.5 * torch.mean((torch.tanh(Xa @ W.T) @ a / net.alpha - yt) ** 2)
+        loss.backward()
+        optimizer.step()
+    expected = naive.two_layer_join(a.detach().numpy(), W.detach().numpy())
+    np.testing.assert_allclose(traj.theta_final, expected, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize(
     "adam, message",
     [
         ((0.9, 0.99, 1e-8, "keras"), "eps_form must be one of"),
+        (dict(beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=-0.1), "weight_decay must be"),
         (dict(beta1=0.9, beta2=0.99), "missing keys"),
         (dict(beta1=0.9, beta2=0.99, eps=1e-8, epsilon=1), "unknown keys"),
         ((0.9, 0.99), "adam must be"),

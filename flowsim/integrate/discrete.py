@@ -6,7 +6,9 @@ per-parameter scale vector) while the state is kept normalized:
 * GD with learning rate ``eta`` is forward Euler on the flow,
   ``theta_bar += (eta / T) * F(theta_bar)`` with ``F = d theta_bar / d t_bar``
   and ``t = T t_bar``;
-* Adam [KB15] uses the original-units gradient ``g = -(S * F) / T``.
+* Adam [KB15] uses the original-units gradient ``g = -(S * F) / T``; with a
+  weight decay ``wd > 0`` it is AdamW [LH19] (PyTorch's form): each step first
+  scales ``theta`` by ``1 - lr wd``, decoupled from the moments.
 
 Each iteration advances the nominal time by ``eta``; save points record the
 first iterate at or after each requested time (no interpolation).  Events
@@ -28,6 +30,7 @@ The two agree for ``eps = 0``; otherwise TF1's eps is the torch eps times
 References
 ----------
 .. [KB15] Kingma, Ba. Adam: a method for stochastic optimization. ICLR 2015.
+.. [LH19] Loshchilov, Hutter. Decoupled weight decay regularization. ICLR 2019.
 """
 
 import math
@@ -84,7 +87,7 @@ def _batch(X, Y, seed, it, perm, Xb, Yb, Xl, Yl):
 
 @jit
 def discrete_solve(
-    y, X, Y, c, dims, S, T, lr, n_iter, rule, adam_b1, adam_b2, adam_eps, adam_form,
+    y, X, Y, c, dims, S, T, lr, n_iter, rule, adam_b1, adam_b2, adam_eps, adam_form, adam_wd,
     fst, ist, g, m1, m2, mode, aux,
     save_iter, save_state_row, out_t, out_loss, out_norms, out_maxnorm, out_states,
     ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss,
@@ -169,6 +172,7 @@ def discrete_solve(
             bc1 = 1.0 - adam_b1**k
             bc2 = 1.0 - adam_b2**k
             lr_k = lr * math.sqrt(bc2) / bc1
+            decay = 1.0 - lr * adam_wd
             for p in range(n):
                 grad = -S[p] * g[p] / T
                 m1[p] = adam_b1 * m1[p] + (1.0 - adam_b1) * grad
@@ -177,7 +181,7 @@ def discrete_solve(
                     step = lr_k * m1[p] / (math.sqrt(m2[p]) + adam_eps)
                 else:
                     step = lr * (m1[p] / bc1) / (math.sqrt(m2[p] / bc2) + adam_eps)
-                y[p] -= step / S[p]
+                y[p] = decay * y[p] - step / S[p]
         else:
             step = lr / T
             for p in range(n):

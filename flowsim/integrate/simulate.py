@@ -288,15 +288,16 @@ ADAM_EPS_FORMS = {"torch": 0, "tf1": 1}
 """Adam's epsilon: ``"torch"`` adds it to sqrt(v_hat), ``"tf1"`` (TensorFlow 1's
 epsilon-hat) to sqrt(v) with the bias corrections folded into the step size
 (:mod:`flowsim.integrate.discrete`)."""
-_ADAM_KEYS = ("beta1", "beta2", "eps", "eps_form")
+_ADAM_KEYS = ("beta1", "beta2", "eps", "eps_form", "weight_decay")
 
 
 def _check_adam(adam) -> dict:
-    """``adam`` as {beta1, beta2, eps, eps_form}: from a dict with those keys
-    (eps_form optional) or a tuple (beta1, beta2, eps[, eps_form])."""
+    """``adam`` as {beta1, beta2, eps, eps_form, weight_decay}: from a dict with
+    those keys (eps_form and weight_decay optional) or a tuple (beta1, beta2,
+    eps[, eps_form]), which has no weight decay."""
     usage = (
         "adam must be (beta1, beta2, eps), (beta1, beta2, eps, eps_form) or "
-        "dict(beta1=..., beta2=..., eps=..., eps_form='torch' | 'tf1')"
+        "dict(beta1=..., beta2=..., eps=..., eps_form='torch' | 'tf1', weight_decay=0.0)"
     )
     if isinstance(adam, dict):
         unknown = sorted(set(map(str, adam)) - set(_ADAM_KEYS))
@@ -305,6 +306,7 @@ def _check_adam(adam) -> dict:
             bad = f"unknown keys {unknown}" if unknown else f"missing keys {missing}"
             raise ValueError(f"{usage}; got {bad}")
         values = [adam[k] for k in _ADAM_KEYS[:3]] + [adam.get("eps_form", "torch")]
+        weight_decay = adam.get("weight_decay", 0.0)
     else:
         try:
             values = list(adam)
@@ -314,15 +316,18 @@ def _check_adam(adam) -> dict:
             values.append("torch")
         if len(values) != 4:
             raise ValueError(f"{usage}, got {adam!r}")
+        weight_decay = 0.0
     try:
-        b1, b2, eps = (float(v) for v in values[:3])
+        b1, b2, eps, wd = (float(v) for v in (*values[:3], weight_decay))
     except (TypeError, ValueError):
         raise ValueError(f"{usage}, got {adam!r}") from None
     if not (0 <= b1 < 1 and 0 <= b2 < 1 and eps >= 0 and math.isfinite(eps)):
         raise ValueError(f"adam needs 0 <= beta1, beta2 < 1 and eps >= 0, got {adam!r}")
+    if not (wd >= 0 and math.isfinite(wd)):
+        raise ValueError(f"adam weight_decay must be a finite number >= 0, got {weight_decay!r}")
     if values[3] not in ADAM_EPS_FORMS:
         raise ValueError(f"adam eps_form must be one of {list(ADAM_EPS_FORMS)}, got {values[3]!r}")
-    return {"beta1": b1, "beta2": b2, "eps": eps, "eps_form": values[3]}
+    return {"beta1": b1, "beta2": b2, "eps": eps, "eps_form": values[3], "weight_decay": wd}
 
 
 def saved_output_bytes(k: int, save_state, P: int, n_layers: int) -> int:
@@ -489,6 +494,8 @@ def simulate(
         ``"torch"`` (default; PyTorch, Kingma-Ba algorithm 1: eps added to
         ``sqrt(v_hat)``) or ``"tf1"`` (TensorFlow 1's epsilon-hat: ``theta -=
         lr_k m / (sqrt(v) + eps)``, ``lr_k = lr sqrt(1 - beta2^k) / (1 - beta1^k)``).
+        The dict may add ``weight_decay=wd`` (default 0): AdamW's decoupled
+        decay, PyTorch's form (each step scales theta by ``1 - lr wd`` first).
     switching : "auto" or bool
         Treat the kinks of a piecewise-linear activation (ReLU, leaky ReLU) on
         a two-layer net as switching surfaces: steps end on them, pre-activations
@@ -677,7 +684,8 @@ def simulate(
         save_iter = np.minimum(np.ceil(save_t / dt - 1e-9), n_iter).astype(np.int64)
         g = np.zeros(P)
         m1, m2 = (np.array(r) for r in resume.optimizer_state) if it0 and rule else np.zeros((2, P))
-        adam_args = (adam["beta1"], adam["beta2"], adam["eps"], ADAM_EPS_FORMS[adam["eps_form"]])
+        adam_args = (adam["beta1"], adam["beta2"], adam["eps"], ADAM_EPS_FORMS[adam["eps_form"]],
+                     adam["weight_decay"])  # fmt: skip
         event_arrays = (ev_kind, ev_thr, ev_terminal, ev_g, ev_t, ev_states, ev_loss)
         batches = training.batch_buffers(Xa, y)
 

@@ -69,7 +69,7 @@ from pathlib import Path
 
 from flowsim._digest import file_sha256
 
-NUMERICS_VERSION = 5
+NUMERICS_VERSION = 6
 """Version of the numbers a run produces.  Bump it when a change to the kernels,
 integrators or initialization changes results, so that stored results computed
 by the old numerics are not taken for the new ones (they stay in the store

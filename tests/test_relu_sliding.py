@@ -100,6 +100,32 @@ def test_a_neuron_driven_to_zero_input_weight_stays_dead():
     assert np.max(np.abs(W_gd[dead])) < 1e-3 * scale
 
 
+def test_a_dead_neuron_is_held_as_gradient_descent_holds_it():
+    """A ReLU neuron with input weight exactly 0 (here from the start; in a run, from
+    sliding onto two kinks) where the residuals would also let it leave: both are
+    Filippov solutions; GD (ReLU'(0) = 0) holds it, and so must the flow.  Deciding it
+    pattern by pattern put one sample on a side while the neuron stood still, which
+    revived it here (w = (0.018, 0.003) at t = 20, 2.5% from GD at every rate) and, at
+    m = 3162 in the phase diagram, flipped that sample 20,000 times at one instant."""
+    X = np.array([-1.0, -1.0 / 6.0, 2.0 / 3.0, 1.5])[:, None]
+    y = np.sin(3 * X[:, 0]) + np.sin(6 * X[:, 0]) / 2
+    net = fs.TwoLayer("relu", 3, 1)
+    theta0 = np.array([0.092, -0.046, 0.022, 0.0, 0.0, -0.016, 0.054, 0.021, 0.036])
+    flow = fs.simulate(net, theta0, X, y, t_end=20.0, rtol=1e-10, atol=1e-13,
+                       save_state="final", progress=False)  # fmt: skip
+    assert flow.status == "done"
+    assert np.all(net.unpack(flow.theta_final)["W"][0] == 0.0)
+    errors = []
+    for lr in (0.02, 0.01, 0.005):
+        gd = fs.simulate(net, theta0, X, y, t_end=20.0, method="gd", dt=lr, save_state="final",
+                         progress=False)  # fmt: skip
+        assert np.all(net.unpack(gd.theta_final)["W"][0] == 0.0)
+        errors.append(np.linalg.norm(gd.theta_final - flow.theta_final))
+    errors = np.array(errors) / np.linalg.norm(flow.theta_final)
+    np.testing.assert_allclose(errors[:-1] / errors[1:], 2.0, rtol=0.02)  # first order in lr
+    assert errors[-1] < 1e-4
+
+
 def _orientations(net, theta, min_mass=0.05):
     p = net.unpack(theta)
     amplitude = np.abs(p["a"]) * np.linalg.norm(p["W"], axis=1)

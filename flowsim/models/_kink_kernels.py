@@ -629,11 +629,23 @@ def _decide(theta, X, e, dims, mode, aux, k, old):
     side a symmetric smoothing of the kink holds it on.  Beyond that size, or if no
     pattern is consistent, the samples are decided one by one from the least-norm
     slopes.
+
+    A dead ReLU neuron (input weight exactly 0, so every sample is on its kink) is
+    held: every sample on its kink with slope 0, the bound, whatever was decided
+    before.  Holding it is a Filippov solution (q = 0 gives velocity 0), the one
+    gradient descent takes with ReLU'(0) = 0; left to the enumeration, a sample put
+    on a side with the neuron at rest left the others with interior slopes that
+    looked repelling, and the pattern flipped forever at one instant.
     """
     D = dims[1]
     n = X.shape[0]
     lo = dsigma(-1.0)
     hi = dsigma(1.0)
+    if lo == 0.0 and _dead(theta, dims[0], D, k):
+        for i in range(n):
+            mode[k, i] = ON_KINK
+            aux[k, i] = lo
+        return
     g = np.empty(D)
     _direction(X, e, dims, mode, aux, k, g)  # the least-norm slopes, all on the kink
     idx = np.empty(n, dtype=np.int64)

@@ -107,6 +107,40 @@ def _runs(gamma, rd_of_m, widths, seeds, rng):
             "gd_RD_at_flow_width": 1.0}  # fmt: skip
 
 
+def _flow_runs(rd_of_m, widths, rng):
+    """Quick-size runs: RD from the flow, GD beside it (``run["gd"]``)."""
+    m = np.asarray(widths, dtype=float)
+    rd = rd_of_m(m) * np.exp(0.002 * rng.standard_normal(m.size))
+    n = m.size
+    gd = {"RD": rd * (1 + 1e-3), "t": np.ones(n), "loss": np.full(n, 1e-7),
+          "lr": np.full(n, 0.05), "lambda0": np.ones(n), "lambda_end": np.ones(n),
+          "rising": np.zeros(n), "wall": np.ones(n)}  # fmt: skip
+    return {"trained_by": "flow", "width": m.astype(int), "seed": np.zeros(n, dtype=int),
+            "RD": rd, "t": np.ones(n), "loss": np.full(n, 1e-6), "nfev": np.full(n, 100),
+            "switches": np.full(n, 10), "status": np.array(["event"] * n, dtype="<U16"),
+            "wall": np.ones(n), "gd": gd}  # fmt: skip
+
+
+def test_flow_trained_runs_fail_where_the_flow_stops_short_or_gd_disagrees(rng):
+    """Quick size: S_w from the flow; a flow run that did not reach the loss threshold
+    fails its gamma (its RD is not a converged RD) and the GD comparison; GD's RD off by
+    3% more at one width fails ``gd_vs_flow``, whichever width it is."""
+    widths = [32, 100, 316, 1000, 3162]
+    data = {"runs": {0.5: _flow_runs(lambda m: 3.0 * m**-0.5, widths, rng),
+                     1.5: _flow_runs(lambda m: 1.1 * m**0.25, widths, rng)}}  # fmt: skip
+    records = {r.name: r for r in phase_diagram.evaluate(data, "quick")}
+    assert records["phase_diagram.gamma_0.5"].passed
+    assert records["phase_diagram.gamma_1.5"].measured == "condensed"
+    assert records["phase_diagram.gd_vs_flow"].passed
+    data["runs"][1.5]["gd"]["RD"][3] *= 1.03
+    record = {r.name: r for r in phase_diagram.evaluate(data, "quick")}["phase_diagram.gd_vs_flow"]
+    assert not record.passed and "gamma 1.5: 3.1e-02 at m = 1000" in record.note  # 1.001 x 1.03
+    data["runs"][0.5]["status"][2] = "max_wall"
+    records = {r.name: r for r in phase_diagram.evaluate(data, "quick")}
+    assert not records["phase_diagram.gamma_0.5"].passed
+    assert "max_wall" in records["phase_diagram.gamma_0.5"].note
+
+
 @pytest.mark.parametrize("n_seeds", [1, 3, 30])
 def test_critical_verdict_does_not_flip_with_the_number_of_seeds(rng, n_seeds):
     """A critical RD with a finite-size correction, RD = 1.4 (1 + 0.3 m^-1/2): its fitted

@@ -39,23 +39,23 @@ net has 20 input weights for 4 points and RD there is off the large-m trend
 
 Quick size: the **gradient flow** itself (:data:`FLOW_SOLVER`: dopri5 at rtol 1e-8,
 kinks located and decided jointly per neuron, docs/theory.md §11) until the loss is
-``1e-6 R(0)`` (a located loss event); ``theta_w*`` is the state there.  Full-batch
+``1e-6 R(0)`` (a located loss event); ``theta_w*`` is the state there. Full-batch
 **gradient descent** (flowsim's ``method="gd"``, as in [LXMZ21]'s experiments) runs
 beside it on the same runs: learning rate ``min(0.5 / lambda_max, 0.05)``
 (``lambda_max``: a bound on the largest Hessian eigenvalue at the start, see
-:func:`_curvature_bound`; the cap covers the growth of the Hessian in the
-condensed runs, and ``lr`` times the bound at the end is reported), in segments
-of doubling length until the loss is below ``1e-6 R(0)``.  Each gamma's record gives
-GD's S_w and regime beside the flow's, and ``gd_vs_flow`` bounds the relative
-difference of their RDs at every width (2%).  Measured (2 idle cores): the flow
-takes at most 7 s per run (m = 3162, gamma = 1.75: 31,000 gradients, 4,300 kinks),
-the quick size 34 s; GD's RD is within 0.31% of the flow's at every width and
-gamma (the largest per gamma 0.16% - 0.31%), and GD's S_w within 0.0005 of the flow's.  The flow at m = 10^4 takes
-up to 90 s per run in the condensed regime (docs/theory.md §11), which is why the
-quick size stops at 3162.  Until kinks were decided jointly per neuron the flow was
-not usable here (at m = 1000, gamma = 1, it stopped with ``step_too_small`` at
-t = 1.555 after 40259 kink switches), and until dead neurons were held it stalled at
-m = 3162 on a start perturbed by 1e-9 (docs/theory.md §11).
+:func:`_curvature_bound`; the cap covers the growth of the Hessian in the condensed
+runs, and ``lr`` times the bound at the end is reported), in segments of doubling length
+until the loss is below ``1e-6 R(0)``. Each gamma's record gives GD's S_w and regime
+beside the flow's, and ``gd_vs_flow`` bounds the relative difference of their RDs at
+every width (2%). Measured (2 idle cores): the flow takes at most 7 s per run (m = 3162,
+gamma = 1.75: 31,000 gradients, 4,300 kinks), the quick size 34 s; GD's RD is within
+0.31% of the flow's at every width and gamma (the largest per gamma 0.16% - 0.31%), and
+GD's S_w within 0.0005 of the flow's. The flow at m = 10^4 takes up to 90 s per run in
+the condensed regime (docs/theory.md §11), which is why the quick size stops at 3162.
+Until kinks were decided jointly per neuron the flow was not usable here (at m = 1000,
+gamma = 1, it stopped with ``step_too_small`` at t = 1.555 after 40259 kink switches),
+and until dead neurons were held it stalled at m = 3162 on a start perturbed by 1e-9
+(docs/theory.md §11).
 
 Full size (``flowsim validate --full``): the runs are the sweep files
 ``validation/sweeps/phase_diagram.toml`` (6 gammas x 8 widths x 3 seeds, GD)

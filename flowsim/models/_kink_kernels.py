@@ -39,6 +39,8 @@ from flowsim.models._placeholder import dsigma
 from flowsim.models._two_layer_kernels import (
     NEURON_BLOCK,
     _lane_dot,
+    _scaled_gradient,
+    _sum_parts,
     _transpose_block,
     flow_from_residuals,
     residuals,
@@ -116,11 +118,7 @@ def _forward_frozen(theta, X, c, dims, mode, out):
             for j in range(L):
                 v[j] = zslope[j] * z[j]
             part[b, i] = _lane_dot(theta, k0, v, L)
-    for i in range(n):
-        s = 0.0
-        for b in range(nb):
-            s += part[b, i]
-        out[i] = c[0] * s
+    _sum_parts(part, c[0], out)
 
 
 # -- the slopes of the samples on their kinks: a box-constrained least-squares problem --
@@ -495,13 +493,7 @@ def _backward_frozen(theta, X, e, c, dims, mode, aux, out):
         if on_kink > 0:
             if _single_kinks(X, e, mode, aux, k0, L, lo, hi, WT, gw) > 0:
                 _block_sliding(theta, X, e, dims, mode, aux, k0, L, lo, hi, gw)
-        for j in range(L):
-            k = k0 + j
-            off = m + k * D
-            out[k] = -c[2] * ga[j] / n
-            scale = -c[3] * theta[k] / n
-            for d in range(D):
-                out[off + d] = gw[d, j] * scale
+        _scaled_gradient(theta, c, m, D, n, k0, L, ga, gw, out)
 
 
 # -- deciding the pattern at a kink ----------------------------------------------------

@@ -74,11 +74,18 @@ def forward(theta, X, c, dims, out):
             a = theta[k]
             for i in range(n):
                 row[i] += a * sigma(c[1] * z[i])
-    for i in range(n):
+    _sum_parts(part, c[0], out)
+
+
+@jit
+def _sum_parts(part, scale, out):
+    """out[i] = scale * the sum of the blocks' partial outputs ``part[:, i]``, added in
+    block order (the same at any thread count)."""
+    for i in range(part.shape[1]):
         s = 0.0
-        for b in range(nb):
+        for b in range(part.shape[0]):
             s += part[b, i]
-        out[i] = c[0] * s
+        out[i] = scale * s
 
 
 @jit

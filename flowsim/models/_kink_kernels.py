@@ -2,7 +2,7 @@
 :mod:`flowsim._codegen`): frozen activation patterns, Filippov sliding, switch location.
 
 Appended to the two-layer template for ReLU and leaky ReLU (its names: ``NEURON_BLOCK``,
-``residuals``, ``flow_from_residuals``, ``_transpose_block``, ``_lane_dot``); other
+``residuals``, ``flow_from_residuals``, ``_neuron_block``, ``_lane_dot``, ...); other
 activations get the no-op stand-ins of :mod:`flowsim.models._smooth_switching`.
 
 A kink at 0 makes the flow only piecewise smooth.  The stepping loop integrates with
@@ -39,9 +39,9 @@ from flowsim.models._placeholder import dsigma
 from flowsim.models._two_layer_kernels import (
     NEURON_BLOCK,
     _lane_dot,
+    _neuron_block,
     _scaled_gradient,
     _sum_parts,
-    _transpose_block,
     flow_from_residuals,
     residuals,
 )
@@ -105,10 +105,7 @@ def _forward_frozen(theta, X, c, dims, mode, out):
     nb = (m + NEURON_BLOCK - 1) // NEURON_BLOCK
     part = np.empty((nb, n))
     for b in prange(nb):
-        k0 = b * NEURON_BLOCK
-        L = min(m, k0 + NEURON_BLOCK) - k0
-        WT = np.empty((D, L))
-        _transpose_block(theta, m, D, k0, L, WT)
+        k0, L, WT = _neuron_block(theta, m, D, b)
         z = np.empty(L)
         slope = np.empty(L)
         zslope = np.empty(L)
@@ -466,10 +463,7 @@ def _backward_frozen(theta, X, e, c, dims, mode, aux, out):
     hi = table[0, 2]
     nb = (m + NEURON_BLOCK - 1) // NEURON_BLOCK
     for b in prange(nb):
-        k0 = b * NEURON_BLOCK
-        L = min(m, k0 + NEURON_BLOCK) - k0
-        WT = np.empty((D, L))
-        _transpose_block(theta, m, D, k0, L, WT)
+        k0, L, WT = _neuron_block(theta, m, D, b)
         ga = np.zeros(L)
         gw = np.zeros((D, L))
         z = np.empty(L)

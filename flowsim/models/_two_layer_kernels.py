@@ -118,6 +118,17 @@ def _transpose_block(theta, m, D, k0, L, WT):
 
 
 @jit
+def _neuron_block(theta, m, D, b):
+    """Block ``b`` of :data:`NEURON_BLOCK` neurons: its first neuron k0, its size L and
+    its input weights transposed, (D, L)."""
+    k0 = b * NEURON_BLOCK
+    L = min(m, k0 + NEURON_BLOCK) - k0
+    WT = np.empty((D, L))
+    _transpose_block(theta, m, D, k0, L, WT)
+    return k0, L, WT
+
+
+@jit
 def _scaled_gradient(theta, c, m, D, n, k0, L, ga, gw, out):
     """out = the flow of neurons k0 .. k0 + L - 1 from their accumulated sums
     ``ga`` (L) and ``gw`` (D, L) over samples."""
@@ -143,10 +154,7 @@ def _backward(theta, X, e, c, dims, out):
     n = X.shape[0]
     nb = (m + NEURON_BLOCK - 1) // NEURON_BLOCK
     for b in prange(nb):
-        k0 = b * NEURON_BLOCK
-        L = min(m, k0 + NEURON_BLOCK) - k0
-        WT = np.empty((D, L))
-        _transpose_block(theta, m, D, k0, L, WT)
+        k0, L, WT = _neuron_block(theta, m, D, b)
         ga = np.zeros(L)
         gw = np.zeros((D, L))
         z = np.empty(L)

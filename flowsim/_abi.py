@@ -24,6 +24,13 @@ from there, and only when ``c`` holds them (``c.size`` = its own count +
 :data:`N_RUN`): called from Python, ``c`` has no run block.  Whoever calls the
 core's loops directly must append one (``np.concatenate([c, run_block()])``).
 
+The activation is a callback of its own, one level down: a model module is
+compiled once per family (not per activation) and evaluates sigma and its
+derivatives through :func:`activate`, on the address of the activation's
+:data:`ACTIVATION_SIGNATURE` callback (``Activation.address``), which the model
+keeps in its ``dims``.  One call evaluates a whole vector of pre-activations,
+so the indirection costs one call per vector, not per element.
+
 Writing a model family: implement the functions of :data:`INTERFACE` with
 these exact arguments in the model's kernel template (no-op stand-ins for the
 kink and Newton functions where the family has none, see
@@ -165,14 +172,14 @@ def compile_table(module, *, switching: bool = True, newton: bool = True) -> lis
     table = module.__dict__.setdefault("_flowsim_table", {})
     for (name, _, _), fn in zip(INTERFACE, module.CALLBACKS, strict=True):
         if name not in skip and name not in table:
-            table[name] = numba.cfunc(c_signature(name), **_CFUNC_OPTIONS)(fn).address
+            table[name] = numba.cfunc(c_signature(name), **CFUNC_OPTIONS)(fn).address
     if not skip:
         return [table[name] for name, _, _ in INTERFACE]
     stubs = stub_table()
     return [table.get(name, stubs[q]) for q, (name, _, _) in enumerate(INTERFACE)]
 
 
-_CFUNC_OPTIONS = {"cache": True, "nogil": True, "fastmath": {"contract"}, "error_model": "numpy"}
+CFUNC_OPTIONS = {"cache": True, "nogil": True, "fastmath": {"contract"}, "error_model": "numpy"}
 
 
 def stub_source() -> str:
@@ -232,3 +239,38 @@ def _scalar_type(typ):
     if isinstance(typ, types.Float):
         return types.float64
     return types.int64
+
+
+ACTIVATION_SIGNATURE = types.float64(
+    types.CPointer(types.float64), types.int64, types.float64, types.int64,
+    types.CPointer(types.float64), types.CPointer(types.float64), types.CPointer(types.float64),
+)  # fmt: skip
+"""``activate(z, n, scale, order, s, ds, d2s)``: for ``j < n`` and ``x = scale z[j]``,
+``s[j] = sigma(x)``, and with ``order >= 1`` ``ds[j] = sigma'(x)``, with ``order = 2``
+``d2s[j] = sigma''(x)``; the outputs an order leaves out are not touched (they may be
+any array, ``s`` itself).  Returns 0."""
+
+
+@intrinsic
+def activate(typingctx, address, z, n, scale, order, s, ds, d2s):
+    """``activate(address, z, n, scale, order, s, ds, d2s)``: the activation callback at
+    ``address`` (:data:`ACTIVATION_SIGNATURE`) on the first ``n`` elements of the
+    C-contiguous arrays ``z``, ``s``, ``ds``, ``d2s`` (any shape: their data in order)."""
+    arrays = (z, s, ds, d2s)
+    for typ in arrays:
+        if not isinstance(typ, types.Array) or typ.layout != "C" or typ.dtype != types.float64:
+            raise numba.core.errors.TypingError(f"activate takes C float64 arrays: {typ}")
+
+    def codegen(context, builder, signature, llargs):
+        addr, zv, nv, scv, orv, sv, dsv, d2sv = llargs
+        ptr = [
+            context.make_array(typ)(context, builder, value).data
+            for typ, value in zip(arrays, (zv, sv, dsv, d2sv), strict=True)
+        ]
+        i64, f64 = ir.IntType(64), ir.DoubleType()
+        fnty = ir.FunctionType(f64, [f64.as_pointer(), i64, f64, i64] + [f64.as_pointer()] * 3)
+        fn = builder.inttoptr(addr, fnty.as_pointer())
+        return builder.call(fn, [ptr[0], nv, scv, orv, ptr[1], ptr[2], ptr[3]])
+
+    sig = types.float64(types.int64, z, types.int64, types.float64, types.int64, s, ds, d2s)
+    return sig, codegen

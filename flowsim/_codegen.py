@@ -10,8 +10,10 @@ once per machine; a changed template gives a new file.  Two kinds exist:
 - the integrator core (stepping loops, step control, events, stiff methods):
   one module for every model, since it reaches a model only through the C
   callbacks of :mod:`flowsim._abi` (:func:`flowsim.integrate.core.core`);
-- one module per model family and activation: the activation kernels printed
-  from the SymPy expression, the model's kernel template, and its callbacks.
+- one module per model family (two kinds for two layers: with and without the kink
+  treatment): the model's kernel template and its callbacks, for every activation;
+- one small module per activation: its kernels printed from the SymPy expression,
+  which the model kernels call through one callback (:func:`flowsim._abi.activate`).
 
 The cache directory is ``$FLOWSIM_CACHE_DIR`` or ``~/.cache/flowsim``.
 """
@@ -156,13 +158,14 @@ def build_module(kind: str, parts: list[str], *, parallel: bool = True,
 
 
 @contextlib.contextmanager
-def compile_lock(module: ModuleType, label: str):
+def compile_lock(module: ModuleType, label: str, probe: str = "_c_flow"):
     """Hold an exclusive lock while the callbacks of ``module`` are compiled.
 
     Processes that start on a new activation at once (a sweep's workers) would
     each compile the same kernels; with the lock one compiles, and the others
     wait and load its cache.  Logs a one-line notice (logger ``flowsim``) when
-    nothing is cached yet.
+    nothing is cached yet: when Numba's cache holds no index of the callback
+    ``probe``.
     """
     path = Path(module.__file__)
     try:
@@ -174,6 +177,6 @@ def compile_lock(module: ModuleType, label: str):
             stack.enter_context(fh)
             fcntl.flock(fh, fcntl.LOCK_EX)
             stack.callback(fcntl.flock, fh, fcntl.LOCK_UN)
-        if not any((path.parent / "__pycache__").glob(f"{path.stem}._c_flow-*.nbi")):
+        if not any((path.parent / "__pycache__").glob(f"{path.stem}.{probe}-*.nbi")):
             log.info("compiling %s (first use, cached under %s)", label, path.parent)
         yield

@@ -28,13 +28,14 @@ import math
 from types import ModuleType
 
 import mpmath
+import numba
 import numpy as np
 import sympy as sp
 from numpy.typing import ArrayLike
 from sympy.codegen.cfunctions import log1p
 from sympy.printing.pycode import PythonCodePrinter
 
-from flowsim import _codegen, _expressions, _series
+from flowsim import _abi, _codegen, _expressions, _series
 
 x = sp.Symbol("x", real=True)
 
@@ -157,6 +158,28 @@ def apply(z, order, out):
             out[i] = dsigma(z[i])
         else:
             out[i] = d2sigma(z[i])
+
+
+@jit
+def activate(z, scale, order, s, ds, d2s):
+    """The models' activation kernel (flowsim._abi.ACTIVATION_SIGNATURE), one loop
+    per order so that each vectorizes."""
+    if order == 0:
+        for j in range(z.size):
+            s[j] = sigma(scale * z[j])
+    elif order == 1:
+        for j in range(z.size):
+            s[j], ds[j] = sigma_dsigma(scale * z[j])
+    else:
+        for j in range(z.size):
+            s[j], ds[j], d2s[j] = sigma_derivs(scale * z[j])
+
+
+def _c_activate(z, n, scale, order, s, ds, d2s):
+    shape = (n,)
+    activate(carray(z, shape), scale, order, carray(s, shape), carray(ds, shape),
+             carray(d2s, shape))
+    return 0.0
 '''
 
 
@@ -370,7 +393,17 @@ class Activation:
     @functools.cached_property
     def kernels(self) -> ModuleType:
         """The compiled module with ``sigma``, ``dsigma``, ``d2sigma``, ``sigma_dsigma``."""
-        return _codegen.build_module("activation", [self.source])
+        return _codegen.build_module("activation", ["from numba import carray", self.source])
+
+    @functools.cached_property
+    def address(self) -> int:
+        """Address of the compiled activation callback the models call
+        (:data:`flowsim._abi.ACTIVATION_SIGNATURE`), compiled on first use and cached;
+        one process compiles, concurrent ones wait and load its cache."""
+        module = self.kernels
+        with _codegen.compile_lock(module, f"activation kernels for {self.name}", "_c_activate"):
+            callback = numba.cfunc(_abi.ACTIVATION_SIGNATURE, **_abi.CFUNC_OPTIONS)
+            return callback(module._c_activate).address
 
     def _apply(self, z: ArrayLike, order: int) -> np.ndarray | float:
         z_arr = np.ascontiguousarray(z, dtype=np.float64)

@@ -541,9 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "warmup",
-        help="compile the integrator core and an activation's kernels ahead of time",
+        help="compile the integrator core, the model kernels and activations ahead of time",
         description="Compile (or load from the cache) the integrator core, every method, "
-        "and for each ACTIVATION the two- and three-layer kernels, serial and parallel.  "
+        "the two- and three-layer kernels, serial and parallel, and each ACTIVATION's "
+        "callback.  "
         "Run it once per machine or node image, before a sweep or a course; what is cached "
         "already takes well under a second.  Cache: $FLOWSIM_CACHE_DIR or ~/.cache/flowsim.",
     )

@@ -14,19 +14,11 @@ from flowsim.models._base import no_switching
 ACTIVATIONS = sorted(REGISTRY) + ["x**2*sin(x)", "log(1+x**4)"]
 ALPHA = 1.7
 
-# Every (model, activation) pair compiles a kernel module (~20 s cold): the default
-# run checks the pairs the rest of the suite compiles anyway and one expression of
-# its own; CI checks them all (-m slow).
-DEFAULT_PAIRS = {
-    "two": {"tanh", "relu", "xtanh", "x2tanh", "sigmoid", "softplus", "linear", "x**2*sin(x)"},
-    "three": {"tanh", "relu", "x**2*sin(x)"},
-}
+# Every (model, activation) pair: the model kernels are compiled once per family and
+# each activation only its own callback (under a second), so all run by default.
 KIND_ACT = [
-    pytest.param(kind, act, id=f"{kind}-{act}",
-                 marks=() if act in DEFAULT_PAIRS[kind] else pytest.mark.slow)
-    for kind in ("two", "three")
-    for act in ACTIVATIONS
-]  # fmt: skip
+    pytest.param(kind, act, id=f"{kind}-{act}") for kind in ("two", "three") for act in ACTIVATIONS
+]
 
 
 def make_net(kind, act, bias, input_dim=2):
@@ -390,7 +382,7 @@ def test_one_pass_flow_equals_two_pass_flow_for_any_chunks_and_threads(act):
     c, _ = net.flow_constants(net.unit_scales())
     mode, aux = no_switching()
     module = net.kernels_for(n)
-    assert module is net.kernels and module.one_pass_chunks(n, *net.dims()) == 4
+    assert module is net.kernels and module.one_pass_chunks(n, net.width, net.D) == 4
     e, two_pass = np.empty(n), np.empty(theta.size)
     loss2 = module.residuals(theta, Xa, y, c, net.dims(), mode, e)
     module.flow_from_residuals(theta, Xa, e, c, net.dims(), mode, aux, two_pass)

@@ -54,6 +54,18 @@ def test_core_text_does_not_depend_on_the_model():
         assert name in vars(first)
 
 
+def test_one_model_module_serves_every_activation():
+    """The model kernels are compiled once per family, not per activation: nets with
+    different activations share the module (ReLU's kink treatment is the two-layer
+    family's second module), and each activation brings only its own callback."""
+    tanh, gelu, expr = (fs.TwoLayer(a, 3, 1) for a in ("tanh", "gelu", "x**3 + sin(x)"))
+    assert tanh.kernels is gelu.kernels is expr.kernels
+    assert fs.TwoLayer("relu", 3, 1).kernels is fs.TwoLayer("leaky_relu", 3, 1).kernels
+    assert fs.TwoLayer("relu", 3, 1).kernels is not tanh.kernels
+    assert fs.ThreeLayer("tanh", (2, 2), 1).kernels is fs.ThreeLayer("gelu", (2, 2), 1).kernels
+    assert len({tanh.dims()[-1], gelu.dims()[-1], expr.dims()[-1]}) == 3  # the addresses
+
+
 def test_interface_wrappers_cover_every_function_with_its_arity():
     for name, kinds, _ in _abi.INTERFACE:
         source = _abi.wrapper_source(name)
@@ -166,7 +178,7 @@ def test_concurrent_first_use_compiles_once(tmp_path):
     numbers, and the compile notice (first use) appears once."""
     expression = f"x + x**3/{np.random.default_rng().integers(10**6, 10**7)}"
     env = {**os.environ, "FLOWSIM_CACHE_DIR": str(tmp_path / "cache")}
-    # the core first, so that what the three race for is the model's kernels
+    # the core and the two-layer kernels first, so that the three race for the activation
     (tmp_path / "go").touch()
     subprocess.run([sys.executable, "-c", CONCURRENT, str(tmp_path / "go"), "tanh"],
                    env=env, check=True, capture_output=True, timeout=900)  # fmt: skip
@@ -183,7 +195,7 @@ def test_concurrent_first_use_compiles_once(tmp_path):
     results = [p.communicate(timeout=900) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in results]
     assert len({out for out, _ in results}) == 1
-    notices = sum(err.count("compiling two_layer kernels") for _, err in results)
+    notices = sum(err.count("compiling activation kernels") for _, err in results)
     assert notices == 1, [err for _, err in results]
 
 

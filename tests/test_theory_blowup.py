@@ -264,7 +264,7 @@ def test_p1_hitting_times_match_scipy(line):
         assert pred.per_neuron_to_delta[k] == pytest.approx(sol.t_events[0][0], rel=1e-9)
 
 
-@pytest.mark.parametrize("act", ["sigmoid", pytest.param("softplus", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("act", ["sigmoid", "softplus"])
 def test_p1_sigma0_pinned_mode(line, act):
     # sigma(0) != 0: after the fast transient sum_k a_k is pinned (module docstring)
     X, y = line

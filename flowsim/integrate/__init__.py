@@ -1,6 +1,6 @@
 """Integrators: Runge-Kutta tableaus, the compiled stepping loops, ``simulate``.
 
-The modules ``control``, ``dense``, ``events``, ``explicit`` and ``discrete`` are
-kernel templates: their bodies are compiled once per model and activation
-(see :mod:`flowsim._codegen`).
+The stepping modules (``control``, ``events``, ``explicit``, ``discrete``, ``stiff``,
+``rosenbrock``, ``bdf``) are kernel templates: their bodies make up the integrator
+core, compiled once per machine (:mod:`flowsim.integrate.core`).
 """

@@ -34,9 +34,10 @@ WARMUP_METHODS = ("dopri5", "dop853", "rk4", "rkc", "rodas", "bdf", "auto", "gd"
 
 
 def warmup(activations=("tanh",), *, report=None) -> list[tuple[str, float]]:
-    """Compile ahead of time: the core (every method, events) and, for each
-    activation, the two- and three-layer kernels in their serial and parallel
-    forms.  What is already cached loads in well under a second.
+    """Compile ahead of time: the core (every method, events), the two-layer kernels
+    (with and without kink treatment) and the three-layer kernels in their serial and
+    parallel forms, and each activation's callback.  What is already cached loads in
+    well under a second.
 
     Parameters
     ----------
@@ -52,6 +53,7 @@ def warmup(activations=("tanh",), *, report=None) -> list[tuple[str, float]]:
     """
     import time
 
+    from flowsim.activations import activation
     from flowsim.integrate.simulate import escape, simulate
     from flowsim.models import ThreeLayer, TwoLayer
 
@@ -76,10 +78,12 @@ def warmup(activations=("tanh",), *, report=None) -> list[tuple[str, float]]:
                      progress=False, **options)  # fmt: skip
 
     timed("integrator core (every method)", core_methods)
+    for net in (TwoLayer("tanh", 2, 1), TwoLayer("relu", 2, 1), ThreeLayer("tanh", (2, 2), 1)):
+        label = f"{net.kind} kernels" + (" with kink treatment" if net.has_kinks else "")
+        every = {"switching": net.has_kinks, "newton": True}
+        timed(label + " (small runs)", lambda net=net, e=every: net.core_dims(1, **e))
+        timed(label + " (parallel)", lambda net=net, e=every: net.core_dims(10**9, **e))
     for name in activations:
-        for net in (TwoLayer(name, 2, 1), ThreeLayer(name, (2, 2), 1)):
-            label = f"{net.kind} kernels for {net.activation.name}"
-            every = {"switching": net.has_kinks, "newton": True}
-            timed(label + " (small runs)", lambda net=net, e=every: net.core_dims(1, **e))
-            timed(label + " (parallel)", lambda net=net, e=every: net.core_dims(10**9, **e))
+        act = activation(name)
+        timed(f"activation {act.name}", lambda act=act: act.address)
     return done

@@ -22,13 +22,15 @@ things:
    ``switch_*`` - no-op stand-ins in :mod:`flowsim.models._smooth_switching`
    for a family without kinks - and ``newton_*``, stand-ins returning False
    where there is no analytic Jacobian factor, as in the three-layer
-   template), plus ``predict``.  It may call the activation kernels ``sigma``,
-   ``dsigma``, ``sigma_dsigma``, ``sigma_derivs`` (:mod:`flowsim.models._placeholder`
-   for linting) and :func:`flowsim._dense.dense_eval`;
+   template), plus ``predict``.  It evaluates the activation through
+   :func:`flowsim._abi.activate` (sigma and up to two derivatives over a vector of
+   pre-activations) on the address the family puts in its ``dims``
+   (``self.activation.address``), and may call :func:`flowsim._dense.dense_eval`;
 3. ``_template`` pointing at that module (and ``_model_source`` if it appends
    stand-ins).
 
-The base class generates the module of callbacks for each activation, and
+The base class generates the module of callbacks, once per machine for every
+activation (an activation compiles only its own small callback), and
 :func:`flowsim.simulate`, events, saving, the store and sweeps work unchanged.
 The two- and three-layer nets and the attention layers
 (:mod:`flowsim.models.attention`, :mod:`flowsim.models.token_attention`) are built

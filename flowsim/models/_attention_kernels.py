@@ -3,8 +3,9 @@
 ``theta = [WQ (d, d), WK (d, d), WV (d, d), W1 (d, h), W2 (h, o)]``, each
 row-major, in normalized variables; ``X`` is (n, s d): sample i's tokens
 ``X_i1 .. X_is`` (rows of length d) one after the other, s = ``X.shape[1] // d``.
-``dims = [d, h, o, loss, V]`` (o = 1, or o = d with a vocabulary of V tokens for
-cross-entropy).  ``c = [c_z, c_u, c_f, k_Q, k_K, k_V, k_1, k_2, U (V, d) row-major]``::
+``dims = [d, h, o, loss, V, activation]`` (o = 1, or o = d with a vocabulary of V
+tokens for cross-entropy; the last the address of the activation's callback).
+``c = [c_z, c_u, c_f, k_Q, k_K, k_V, k_1, k_2, U (V, d) row-major]``::
 
     q   = X_is WQ,   r = q WK^T                (only the last query row matters)
     z_j = c_z X_ij . r,    p = softmax(z),    xbar = sum_j p_j X_ij
@@ -42,6 +43,7 @@ import math
 import numpy as np
 from numba import prange
 
+from flowsim import _abi
 from flowsim._jit import PARALLEL_MIN_WORK, jit, pjit
 from flowsim.models._attention_products import (
     _outer_add,
@@ -50,13 +52,14 @@ from flowsim.models._attention_products import (
     _softmax,
     _token_dots,
 )
-from flowsim.models._placeholder import sigma_dsigma
 
 # --- template body ---
 
 LOSS_EXPONENTIAL = 0
 LOSS_SQUARED = 1
 LOSS_CROSS_ENTROPY = 2
+ACTIVATION = 5
+"""Index in ``dims`` of the activation callback's address (:func:`flowsim._abi.activate`)."""
 N_CONSTANTS = 8
 """Constants before the unembedding in ``c``."""
 
@@ -153,11 +156,7 @@ def _forward_block(X, i0, nb, c, dims, M, N, W2, UT, buffers):
         _softmax(z, c[0])
         _row_product(z, Xi, xbar[b])
     _product(xbar, nb, N, u)
-    for b in range(nb):
-        for k in range(u.shape[1]):
-            sk, dsk = sigma_dsigma(c[1] * u[b, k])
-            g[b, k] = sk
-            dg[b, k] = dsk
+    _abi.activate(dims[ACTIVATION], u, nb * u.shape[1], c[1], 1, g, dg, dg)
     _product(g, nb, W2, f)
     f[:nb] *= c[2]
     if dims[3] == LOSS_CROSS_ENTROPY:

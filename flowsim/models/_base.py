@@ -149,14 +149,15 @@ class Model:
     # -- kernels --------------------------------------------------------------
     @functools.cached_property
     def kernels(self):
-        """Generated module: this activation's kernels, the model's kernels and their
-        callbacks for the integrator core (:mod:`flowsim._abi`)."""
+        """Generated module: the model's kernels and their callbacks for the integrator
+        core (:mod:`flowsim._abi`).  The same module serves every activation (the
+        activation is a callback whose address is in ``dims``), so it is compiled once
+        per machine."""
         return _codegen.build_module(self.kind, self._kernel_parts())
 
     def _kernel_parts(self) -> list[str]:
         body = _codegen.template_body
         return [
-            self.activation.source,
             body(_dense),
             body(_rng),
             self._model_source(),
@@ -190,7 +191,7 @@ class Model:
         if _abi.compiled(kernels, **needs):  # the usual case: no lock file, no cache look-up
             table = _abi.compile_table(kernels, **needs)
         else:
-            with _codegen.compile_lock(kernels, f"{self.kind} kernels for {self.activation.name}"):
+            with _codegen.compile_lock(kernels, f"the {self.kind} kernels (once per machine)"):
                 table = _abi.compile_table(kernels, **needs)
         return np.concatenate([self.dims(), np.array(table, dtype=np.int64)])
 
@@ -280,7 +281,7 @@ class Model:
     def hessian(self, theta: ArrayLike, X: ArrayLike, y: ArrayLike) -> np.ndarray:
         """Exact Hessian of ``R`` in the original variables, shape (P, P) (docs/theory.md §16).
 
-        Analytic and compiled (:mod:`flowsim.models._hessian_kernels`, one module per
+        Analytic and compiled (:mod:`flowsim.models._hessian_kernels`, one module for every
         activation, apart from the flow kernels).  For a piecewise-linear activation it is
         the Hessian away from the kinks (``sigma'' = 0``).
         """
@@ -290,8 +291,8 @@ class Model:
         if kernel is None:
             raise NotImplementedError(f"no Hessian kernel for {type(self).__name__}")
         theta, Xa, y, _ = self._prepare(theta, X, y)
-        parts = [self.activation.source, _codegen.template_body(_hessian_kernels)]
-        module = _codegen.build_module(f"{self.kind}_hessian", parts, parallel=False)
+        parts = [_codegen.template_body(_hessian_kernels)]
+        module = _codegen.build_module("hessian", parts, parallel=False)
         out = np.empty((theta.size, theta.size))
         getattr(module, kernel.__name__)(theta, Xa, y, 1.0 / self.alpha, self.dims(), out)
         return out

@@ -6,18 +6,21 @@
 
 (docs/theory.md §16).  Each kernel writes the Gauss-Newton part ``J^T J / n`` (one
 BLAS product) and adds the residual part sample by sample from the closed-form
-second derivatives of ``f_i``; ``sigma''`` comes from the activation's
-``sigma_derivs``.  For a piecewise-linear activation ``sigma'' = 0``: the Hessian
-away from the kinks.  Layouts as the models' (``theta = [a, W]`` and
-``[a, W, V]``, row-major); ``inv_alpha = 1/alpha``; ``X`` already augmented.
+second derivatives of ``f_i``; sigma and its derivatives come from the
+activation's callback (:func:`flowsim._abi.activate`).  For a piecewise-linear
+activation ``sigma'' = 0``: the Hessian away from the kinks.  Layouts as the
+models' (``theta = [a, W]`` and ``[a, W, V]``, row-major); ``inv_alpha = 1/alpha``;
+``X`` already augmented.
 
-``dims``: ``[m, D]`` (two layers) or ``[m1, m2, D, bias]`` (three layers).
+``dims``: the models' own, ``[m, D, activation]`` (two layers) or
+``[m1, m2, D, bias, activation]`` (three layers), the last entry the address of the
+activation's callback.
 """
 
 import numpy as np
 
+from flowsim import _abi
 from flowsim._jit import jit
-from flowsim.models._placeholder import sigma_derivs
 
 # --- template body ---
 
@@ -37,15 +40,16 @@ def hessian_two_layer(theta, X, y, inv_alpha, dims, out):
     W = theta[m:].reshape((m, D))
     Z = np.dot(X, W.T)
     J = np.empty((n, P))
+    S = np.empty((n, m))
     d1 = np.empty((n, m))
     d2 = np.empty((n, m))
+    _abi.activate(dims[2], Z, n * m, 1.0, 2, S, d1, d2)
     e = np.empty(n)
     for i in range(n):
         f = 0.0
         for k in range(m):
-            s, ds, dds = sigma_derivs(Z[i, k])
-            d1[i, k] = ds
-            d2[i, k] = dds
+            s = S[i, k]
+            ds = d1[i, k]
             f += a[k] * s
             J[i, k] = inv_alpha * s
             for d in range(D):
@@ -96,22 +100,26 @@ def hessian_three_layer(theta, X, y, inv_alpha, dims, out):
     h = np.empty(m1b)
     h1 = np.empty(m1)
     h2 = np.empty(m1)
+    u = np.empty(m2)
+    g = np.empty(m2)
     g1 = np.empty(m2)
     g2 = np.empty(m2)
     beta = np.empty(m1)
     Hf = np.zeros((P, P))  # sum_i e_i d2f_i / inv_alpha
     for i in range(n):
         x = X[i]
-        for j in range(m1):
-            h[j], h1[j], h2[j] = sigma_derivs(Z[i, j])
+        _abi.activate(dims[4], Z[i], m1, 1.0, 2, h, h1, h2)
         if m1b > m1:
             h[m1] = 1.0
+        for k in range(m2):
+            uk = 0.0
+            for j in range(m1b):
+                uk += W[k, j] * h[j]
+            u[k] = uk
+        _abi.activate(dims[4], u, m2, 1.0, 2, g, g1, g2)
         f = 0.0
         for k in range(m2):
-            u = 0.0
-            for j in range(m1b):
-                u += W[k, j] * h[j]
-            s, g1[k], g2[k] = sigma_derivs(u)
+            s = g[k]
             f += a[k] * s
             J[i, k] = inv_alpha * s
             for j in range(m1b):

@@ -34,9 +34,10 @@ import math
 import numpy as np
 from numba import prange
 
+from flowsim import _abi
 from flowsim._jit import PARALLEL_MIN_WORK, jit, pjit
-from flowsim.models._placeholder import dsigma
 from flowsim.models._two_layer_kernels import (
+    ACTIVATION,
     NEURON_BLOCK,
     _lane_dot,
     _neuron_block,
@@ -56,14 +57,23 @@ ON_KINK = 2
 
 
 @jit
-def _slope_table():
+def _kink_slopes(dims):
+    """``sigma'(-1)``, ``sigma'(1)``: the activation's slopes left and right of its kink."""
+    z = np.array([-1.0, 1.0])
+    s = np.empty(2)
+    ds = np.empty(2)
+    _abi.activate(dims[ACTIVATION], z, 2, 1.0, 1, s, ds, ds)
+    return ds[0], ds[1]
+
+
+@jit
+def _slope_table(dims):
     """Slopes by ``mode + 1`` (mode -1, 1, 2), in rows: the frozen slope (row 0:
     sigma'(-1), -, sigma'(1), 0 on the kink, whose term :func:`_sliding_terms` adds);
     the slope of ``sigma(z) = s z`` for z <= 0 (row 1) and its increase for z > 0 (row 2),
     which on the kink is the side of z (exact for a pair that leaves its kink during a
     step, rounding otherwise)."""
-    lo = dsigma(-1.0)
-    hi = dsigma(1.0)
+    lo, hi = _kink_slopes(dims)
     table = np.zeros((3, 4))
     table[0, 0] = lo
     table[0, 2] = hi
@@ -101,7 +111,7 @@ def _forward_frozen(theta, X, c, dims, mode, out):
     m = dims[0]
     D = dims[1]
     n = X.shape[0]
-    table = _slope_table()
+    table = _slope_table(dims)
     nb = (m + NEURON_BLOCK - 1) // NEURON_BLOCK
     part = np.empty((nb, n))
     for b in prange(nb):
@@ -458,7 +468,7 @@ def _backward_frozen(theta, X, e, c, dims, mode, aux, out):
     m = dims[0]
     D = dims[1]
     n = X.shape[0]
-    table = _slope_table()
+    table = _slope_table(dims)
     lo = table[0, 0]
     hi = table[0, 2]
     nb = (m + NEURON_BLOCK - 1) // NEURON_BLOCK
@@ -539,7 +549,7 @@ def _direction(X, e, dims, mode, aux, k, g):
     """g = g_k, the direction of neuron k's input weights (solving its on-kink slopes)."""
     D = dims[1]
     n = X.shape[0]
-    table = _slope_table()
+    table = _slope_table(dims)
     g[:] = 0.0
     for i in range(n):
         slope = table[0, mode[k, i] + 1]
@@ -625,8 +635,7 @@ def _decide(theta, X, e, dims, mode, aux, k, old):
     """
     D = dims[1]
     n = X.shape[0]
-    lo = dsigma(-1.0)
-    hi = dsigma(1.0)
+    lo, hi = _kink_slopes(dims)
     if lo == 0.0 and _dead(theta, dims[0], D, k):
         for i in range(n):
             mode[k, i] = ON_KINK
@@ -691,6 +700,7 @@ def _put_on_kinks(theta, X, dims, mode, aux, k, old):
     kink (the input weight reaching 0, or several samples on one hyperplane), to be
     decided with them."""
     n = X.shape[0]
+    lo, hi = _kink_slopes(dims)
     before = 0.0
     for i in range(n):
         before = max(before, _scale(theta, X, dims, k, i))
@@ -705,7 +715,7 @@ def _put_on_kinks(theta, X, dims, mode, aux, k, old):
             if abs(_preact(theta, X, dims, k, i)) <= SWITCH_EPS * before:
                 old[i] = mode[k, i]
                 mode[k, i] = ON_KINK
-                aux[k, i] = 0.5 * (dsigma(-1.0) + dsigma(1.0))
+                aux[k, i] = 0.5 * (lo + hi)
                 added = True
     if added:
         _project(theta, X, dims, mode, k)
@@ -716,6 +726,7 @@ def switch_init(theta, X, y, c, dims, mode, aux):
     """Pattern from the signs of the pre-activations; exact zeros decided jointly."""
     m = dims[0]
     n = X.shape[0]
+    lo, hi = _kink_slopes(dims)
     zeros = 0
     for k in range(m):
         for i in range(n):
@@ -724,7 +735,7 @@ def switch_init(theta, X, y, c, dims, mode, aux):
             aux[k, i] = 0.0
             if z == 0.0:
                 mode[k, i] = ON_KINK
-                aux[k, i] = 0.5 * (dsigma(-1.0) + dsigma(1.0))
+                aux[k, i] = 0.5 * (lo + hi)
                 zeros += 1
     if zeros == 0:
         return
@@ -746,10 +757,11 @@ def switch_cross(theta, X, y, c, dims, mode, aux, k, i, out):
     samples), decide the neuron's pattern there (:func:`_decide`), and evaluate the flow
     under the new pattern into ``out``; returns the loss."""
     n = X.shape[0]
+    lo, hi = _kink_slopes(dims)
     old = np.full(n, KEEP, dtype=np.int8)
     old[i] = mode[k, i]
     mode[k, i] = ON_KINK
-    aux[k, i] = 0.5 * (dsigma(-1.0) + dsigma(1.0))
+    aux[k, i] = 0.5 * (lo + hi)
     _put_on_kinks(theta, X, dims, mode, aux, k, old)
     e = np.empty(n)
     value = residuals(theta, X, y, c, dims, mode, e)
@@ -772,8 +784,7 @@ def _leave_repelling(theta, X, e, dims, mode, aux):
     runs with a switch in nearly every step leave them too)."""
     m = dims[0]
     n = X.shape[0]
-    lo = dsigma(-1.0)
-    hi = dsigma(1.0)
+    lo, hi = _kink_slopes(dims)
     old = np.empty(n, dtype=np.int8)
     for k in range(m):
         found = False
@@ -930,8 +941,7 @@ def _leave_kinks(y1, X, y, c, dims, mode, aux):
                     mode[k, i] = 1 if z > 0.0 else -1
     e = np.empty(n)
     residuals(y1, X, y, c, dims, mode, e)
-    lo = dsigma(-1.0)
-    hi = dsigma(1.0)
+    lo, hi = _kink_slopes(dims)
     for k in range(m):
         for i in range(n):  # the mode test first: a call per pair costs more than the loop
             if mode[k, i] == ON_KINK and _repelling(y1, e, mode, aux, k, i, lo, hi):

@@ -11,7 +11,9 @@ Constants ``c = [c_f, b_V, b_W, c_a, c_W, c_V]``::
     dW/dt = -c_W (1/n) (e a^T * sigma'(U))^T H
     dV/dt = -c_V (1/n) ((e a^T * sigma'(U)) W[:, :m1] * sigma'(Z))^T X
 
-``dims = [m1, m2, D, bias]``.  The layer products go through BLAS (np.dot),
+``dims = [m1, m2, D, bias, activation]``, the last the address of the activation's
+callback (:func:`flowsim._abi.activate`: this template is compiled once for every
+activation).  The layer products go through BLAS (np.dot),
 which is deterministic for a fixed thread count.
 """
 
@@ -22,7 +24,6 @@ import numpy as np
 from flowsim import _abi
 from flowsim._jit import jit
 from flowsim._rng import rng_keep, rng_stream
-from flowsim.models._placeholder import sigma_dsigma
 
 # --- template body ---
 
@@ -41,6 +42,9 @@ def _unpack3(theta, dims):
 
 N_CONSTANTS = 6
 """Entries of ``c`` before the run block (:data:`flowsim._abi.RUN_BLOCK`)."""
+
+ACTIVATION = 4
+"""Index in ``dims`` of the activation callback's address."""
 
 
 @jit
@@ -71,10 +75,7 @@ def _hidden(theta, X, c, dims, run=-1):
     H = np.empty((n, m1b))
     dZ = np.empty((n, m1))
     for i in range(n):
-        for j in range(m1):
-            s, ds = sigma_dsigma(c[1] * Z[i, j])
-            H[i, j] = s
-            dZ[i, j] = ds
+        _abi.activate(dims[ACTIVATION], Z[i], m1, c[1], 1, H[i], dZ[i], dZ[i])
         if m1b > m1:
             H[i, m1] = 1.0
     if run >= 0 and c[run + 3] < 1.0:
@@ -82,11 +83,7 @@ def _hidden(theta, X, c, dims, run=-1):
     U = np.dot(H, W.T)
     G = np.empty((n, m2))
     dU = np.empty((n, m2))
-    for i in range(n):
-        for k in range(m2):
-            s, ds = sigma_dsigma(c[2] * U[i, k])
-            G[i, k] = s
-            dU[i, k] = ds
+    _abi.activate(dims[ACTIVATION], U, n * m2, c[2], 1, G, dU, dU)
     if run >= 0 and c[run + 4] < 1.0:
         _mask(G, dU, m1, c[run + 4], np.int64(c[run + 5]), np.int64(c[run + 6]))
     return a, W, H, dZ, G, dU

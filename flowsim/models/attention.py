@@ -135,9 +135,12 @@ class Attention(Model):
         return None if matrix is None else matrix.shape[0]
 
     def dims(self) -> np.ndarray:
+        """``[d, h, o, loss, V, activation address]`` (see the kernel template)."""
         o = self.layers[-1][1][1]
         V = self.unembedding.shape[0] if self.unembedding is not None else 0
-        return np.array([self.d, self.hidden, o, LOSSES[self.loss_name], V], dtype=np.int64)
+        loss = LOSSES[self.loss_name]
+        address = self.activation.address
+        return np.array([self.d, self.hidden, o, loss, V, address], dtype=np.int64)
 
     def flow_constants(self, scales: dict[str, float]) -> tuple[np.ndarray, float]:
         """``c = [c_z, c_u, c_f, T/beta_Q^2, T/beta_K^2, T/beta_V^2, T/beta_1^2, T/beta_2^2,

@@ -66,8 +66,10 @@ class ThreeLayer(Model):
         )
 
     def dims(self) -> np.ndarray:
+        """``[m1, m2, D, bias, activation address]``."""
         m1, m2 = self.widths
-        return np.array([m1, m2, self.D, int(self.bias)], dtype=np.int64)
+        address = self.activation.address
+        return np.array([m1, m2, self.D, int(self.bias), address], dtype=np.int64)
 
     def flow_constants(self, scales: dict[str, float]) -> tuple[np.ndarray, float]:
         ba, bW, bV, alpha = float(scales["a"]), float(scales["W"]), float(scales["V"]), self.alpha

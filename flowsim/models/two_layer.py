@@ -72,7 +72,8 @@ class TwoLayer(Model):
         return _codegen.template_body(self._template) + _codegen.template_body(kinks)
 
     def dims(self) -> np.ndarray:
-        return np.array([self.width, self.D], dtype=np.int64)
+        """``[m, D, activation address]``."""
+        return np.array([self.width, self.D, self.activation.address], dtype=np.int64)
 
     def flow_constants(self, scales: dict[str, float]) -> tuple[np.ndarray, float]:
         """``c = [c_f, c_z, c_a, c_w]`` and ``T = beta1 beta2`` (see the module template)."""

@@ -74,7 +74,7 @@ def test_rows_passed_alone_give_their_own_weighted_mean(rng):
     Xk, mass = net.prepare_data(ids, y)
     c, _ = net.flow_constants(net.unit_scales())
     rows = np.array([1, 4, 5])
-    batch = net.kernels.loss(theta, Xk[rows], mass[rows], c, net.dims())
+    batch = net.kernels_for(rows.size).loss(theta, Xk[rows], mass[rows], c, net.dims())
     assert batch == pytest.approx(net.loss(theta, ids[rows], y[rows]), rel=1e-14)
     assert batch == pytest.approx(naive.token_attention_loss(net.unpack(theta), ids[rows],
                                                              y[rows]), rel=1e-13)  # fmt: skip

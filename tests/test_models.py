@@ -287,7 +287,7 @@ def test_normalized_flow_equals_scaled_naive_gradient(kind, act, rng, data2):
         theta_bar = rng.standard_normal(net.n_params)
         out = np.empty(net.n_params)
         mode, aux = no_switching()  # evaluate the activation itself (no kink treatment)
-        loss = net.kernels.flow(theta_bar, Xa, y, c, net.dims(), mode, aux, out)
+        loss = net.kernels_for(Xa.shape[0]).flow(theta_bar, Xa, y, c, net.dims(), mode, aux, out)
         expected = -(T / S) * naive.flat_gradient(net, S * theta_bar, X, y)
         _assert_close_vectors(out, expected, 1e-10)
         assert loss == pytest.approx(naive.flat_loss(net, S * theta_bar, X, y), rel=1e-12)

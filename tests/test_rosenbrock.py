@@ -14,7 +14,7 @@ from flowsim.models._base import no_switching
 def _flow_pieces(net, theta, X, y):
     Xa = np.ascontiguousarray(net.augment(X))
     c, _ = net.flow_constants(net.default_scales(theta))
-    return net.kernels, Xa, c, net.dims()
+    return net.kernels_for(Xa.shape[0]), Xa, c, net.dims()
 
 
 def _fd_jacobian(net, theta, X, y):

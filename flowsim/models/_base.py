@@ -262,20 +262,20 @@ class Model:
         """Network output ``f(x_i)``, shape (n,)."""
         theta, Xa, _, c = self._prepare(theta, X)
         out = np.empty(Xa.shape[0])
-        self.kernels.predict(theta, Xa, c, self.dims(), out)
+        self.kernels_for(Xa.shape[0]).predict(theta, Xa, c, self.dims(), out)
         return out
 
     def loss(self, theta: ArrayLike, X: ArrayLike, y: ArrayLike) -> float:
         """``R(theta) = 1/(2n) sum_i (f(x_i) - y_i)^2``."""
         theta, Xa, y, c = self._prepare(theta, X, y)
-        return float(self.kernels.loss(theta, Xa, y, c, self.dims()))
+        return float(self.kernels_for(Xa.shape[0]).loss(theta, Xa, y, c, self.dims()))
 
     def gradient(self, theta: ArrayLike, X: ArrayLike, y: ArrayLike) -> np.ndarray:
         """``grad R(theta)``, same shape as theta."""
         theta, Xa, y, c = self._prepare(theta, X, y)
         out = np.empty_like(theta)
         mode, aux = no_switching()
-        self.kernels.flow(theta, Xa, y, c, self.dims(), mode, aux, out)
+        self.kernels_for(Xa.shape[0]).flow(theta, Xa, y, c, self.dims(), mode, aux, out)
         return -out
 
     def hessian(self, theta: ArrayLike, X: ArrayLike, y: ArrayLike) -> np.ndarray:

@@ -370,6 +370,11 @@ class Activation:
     def __repr__(self) -> str:
         return f"Activation({self.name!r}, p={self.multiplicity})"
 
+    def __getstate__(self) -> dict:
+        """Pickled without the compiled module and the callback's address: both belong
+        to this process (an address sent to another would point anywhere)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("kernels", "address")}
+
     def taylor(self, order: int) -> np.ndarray:
         """Taylor coefficients ``c_0 .. c_order`` at 0, ``c_j = sigma^(j)(0)/j!``.
 

@@ -3,6 +3,7 @@
 import ast
 import importlib.util
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -64,6 +65,21 @@ def test_one_model_module_serves_every_activation():
     assert fs.TwoLayer("relu", 3, 1).kernels is not tanh.kernels
     assert fs.ThreeLayer("tanh", (2, 2), 1).kernels is fs.ThreeLayer("gelu", (2, 2), 1).kernels
     assert len({tanh.dims()[-1], gelu.dims()[-1], expr.dims()[-1]}) == 3  # the addresses
+
+
+def test_a_pickled_net_leaves_its_process_local_addresses_behind():
+    """The activation's callback address and the compiled modules belong to one process:
+    a pickled net (sent to another process) drops them and rebuilds them on first use."""
+    net = fs.TwoLayer("gelu", 3, 1)
+    X = np.linspace(-1, 1, 5)[:, None]
+    y = np.sin(X[:, 0])
+    theta = net.init(0, scale=0.5)
+    grad = net.gradient(theta, X, y)
+    assert "address" in vars(net.activation)
+    copy = pickle.loads(pickle.dumps(net))
+    assert not {"kernels", "_serial_kernels"} & set(vars(copy))
+    assert not {"kernels", "address"} & set(vars(copy.activation))
+    assert np.array_equal(copy.gradient(theta, X, y), grad)
 
 
 def test_interface_wrappers_cover_every_function_with_its_arity():

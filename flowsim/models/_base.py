@@ -85,6 +85,11 @@ class Model:
         self.alpha = check_positive_float("alpha", alpha)
         self.D = self.input_dim + (1 if self.bias else 0)
 
+    def __getstate__(self) -> dict:
+        """Pickled without the compiled modules, which belong to this process (they are
+        rebuilt, or loaded from the cache, on first use)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("kernels", "_serial_kernels")}
+
     # -- layout ---------------------------------------------------------------
     @property
     def n_params(self) -> int:

@@ -46,7 +46,7 @@ from numba import prange
 
 from flowsim import _abi
 from flowsim import _vmath as _vm
-from flowsim._jit import PARALLEL_MIN_WORK, jit, jit_inline, pjit
+from flowsim._jit import PARALLEL_MIN_WORK, PARALLEL_MIN_WORK_FROZEN, jit, jit_inline, pjit
 
 '''
 

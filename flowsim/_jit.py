@@ -30,3 +30,10 @@ value and two derivatives 9.1 ns per element called, 3.5 ns inlined)."""
 
 PARALLEL_MIN_WORK = 200_000
 """Below this many multiply-adds per pass (n * m * D) kernels run their serial twin."""
+
+PARALLEL_MIN_WORK_FROZEN = 50_000
+"""The same for the passes of a frozen activation pattern (the ReLU flow's kink
+treatment: forward, backward with the sliding terms, the kink scan), which do more per
+multiply-add.  Measured on the exact ReLU flow at gamma = 2, n = 4, m = 10^4 (8e4 per
+pass; R1 in ``benchmarks/``), alternating runs on 2 idle cores: 44.9 s on two threads
+against 65.4 and 67.1 s serial, the same trajectory (steps, switches, final time)."""

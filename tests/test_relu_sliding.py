@@ -198,3 +198,27 @@ def test_random_kinked_nets_run_through_without_chattering(seed):
                        max_wall=120, progress=False)  # fmt: skip
     assert traj.status == "done"
     assert traj.loss[-1] < 1e-3 * traj.loss[0]
+
+
+@pytest.mark.slow
+def test_frozen_pattern_flow_does_not_depend_on_the_thread_count():
+    """From PARALLEL_MIN_WORK_FROZEN multiply-adds per pass the frozen-pattern passes and
+    the kink scan run parallel (the notebook case at m = 7000: 5.6e4): the same flow,
+    through kinks and sliding, gives the same bits on one and on two threads."""
+    import numba
+
+    from flowsim._jit import PARALLEL_MIN_WORK_FROZEN
+
+    net, theta0, X, y = _notebook(7000)
+    assert X.shape[0] * net.width * net.D >= PARALLEL_MIN_WORK_FROZEN
+    assert net.kernels_for(X.shape[0]) is net.kernels  # the parallel module
+    runs = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        try:
+            runs.append(fs.simulate(net, theta0, X, y, t_end=300.0, progress=False))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert runs[0].n_switches > 100
+    assert np.array_equal(runs[0].theta_final, runs[1].theta_final)
+    assert runs[0].n_switches == runs[1].n_switches and runs[0].nfev == runs[1].nfev

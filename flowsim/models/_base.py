@@ -9,7 +9,7 @@ import sympy as sp
 from numpy.typing import ArrayLike
 
 from flowsim import _abi, _codegen, _dense, _rng
-from flowsim._jit import PARALLEL_MIN_WORK
+from flowsim._jit import PARALLEL_MIN_WORK, PARALLEL_MIN_WORK_FROZEN
 from flowsim.activations import Activation, activation
 
 
@@ -177,8 +177,10 @@ class Model:
     def kernels_for(self, n_samples: int):
         """The kernels for a run on ``n_samples`` samples: below
         :data:`flowsim._jit.PARALLEL_MIN_WORK` multiply-adds per pass the kernels
-        run their serial twins anyway, so the parallel ones are not compiled."""
-        if n_samples * self.n_params < PARALLEL_MIN_WORK:
+        run their serial twins anyway, so the parallel ones are not compiled (a family
+        with a kink treatment: below :data:`flowsim._jit.PARALLEL_MIN_WORK_FROZEN`)."""
+        threshold = PARALLEL_MIN_WORK_FROZEN if self.has_kinks else PARALLEL_MIN_WORK
+        if n_samples * self.n_params < threshold:
             return self._serial_kernels
         return self.kernels
 

@@ -35,7 +35,7 @@ import numpy as np
 from numba import prange
 
 from flowsim import _abi
-from flowsim._jit import PARALLEL_MIN_WORK, jit, pjit
+from flowsim._jit import PARALLEL_MIN_WORK_FROZEN, jit, pjit
 from flowsim.models._two_layer_kernels import (
     ACTIVATION,
     NEURON_BLOCK,
@@ -967,7 +967,7 @@ def switch_locate(y0, y1, K, P, h, X, y, c, dims, mode, aux, scratch, scratch_f)
     best_k = np.empty(nb, dtype=np.int64)
     best_i = np.empty(nb, dtype=np.int64)
     sliding = np.empty(nb, dtype=np.int64)
-    if n * m * dims[1] >= PARALLEL_MIN_WORK:
+    if n * m * dims[1] >= PARALLEL_MIN_WORK_FROZEN:
         _crossings(y0, y1, K, P, h, X, dims, mode, best_th, best_k, best_i, sliding)
     else:
         _crossings_serial(y0, y1, K, P, h, X, dims, mode, best_th, best_k, best_i, sliding)  # noqa: F821

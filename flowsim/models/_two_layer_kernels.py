@@ -25,7 +25,7 @@ import numpy as np
 from numba import prange
 
 from flowsim import _abi
-from flowsim._jit import PARALLEL_MIN_WORK, jit, pjit
+from flowsim._jit import PARALLEL_MIN_WORK, PARALLEL_MIN_WORK_FROZEN, jit, pjit
 from flowsim._rng import rng_keep, rng_stream
 
 # --- template body ---
@@ -186,10 +186,19 @@ def _backward(theta, X, e, c, dims, out):
 
 
 @jit
+def _parallel(n, dims, mode):
+    """Whether a pass over n samples runs parallel: the frozen pattern's passes from
+    :data:`PARALLEL_MIN_WORK_FROZEN` multiply-adds, the activation's from
+    :data:`PARALLEL_MIN_WORK`."""
+    work = n * dims[0] * dims[1]
+    return work >= (PARALLEL_MIN_WORK_FROZEN if mode.shape[0] > 0 else PARALLEL_MIN_WORK)
+
+
+@jit
 def residuals(theta, X, y, c, dims, mode, e):
     """e = f(X) - y (the pattern frozen by a non-empty ``mode``); returns the loss."""
     n = X.shape[0]
-    parallel = n * dims[0] * dims[1] >= PARALLEL_MIN_WORK
+    parallel = _parallel(n, dims, mode)
     if mode.shape[0] > 0:
         if parallel:
             _forward_frozen(theta, X, c, dims, mode, e)  # noqa: F821 - _kink_kernels
@@ -209,7 +218,7 @@ def residuals(theta, X, y, c, dims, mode, e):
 @jit
 def flow_from_residuals(theta, X, e, c, dims, mode, aux, out):
     """out = d theta / dt given the residuals ``e`` at theta."""
-    parallel = X.shape[0] * dims[0] * dims[1] >= PARALLEL_MIN_WORK
+    parallel = _parallel(X.shape[0], dims, mode)
     if mode.shape[0] > 0:
         if parallel:
             _backward_frozen(theta, X, e, c, dims, mode, aux, out)  # noqa: F821 - _kink_kernels

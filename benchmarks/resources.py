@@ -300,32 +300,21 @@ L1 = Workload(
     make_data=lambda quick: {},
     reference=lambda data: None,
     error=lambda vector, reference: None,
-    impls=(
+    impls=tuple(
         Impl(
-            "cold cache",
-            _l1_builder("cold"),
+            label,
+            _l1_builder(kind),
             kind="flowsim",
-            collect=_l1_collect("cold"),
+            collect=_l1_collect(kind),
             requires=("numba",),
             probe=False,
-        ),
-        Impl(
-            "warm cache",
-            _l1_builder("warm"),
-            kind="flowsim",
-            collect=_l1_collect("warm"),
-            requires=("numba",),
-            probe=False,
-        ),
-        Impl(
-            "new activation, core and model kernels cached",
-            _l1_builder("new"),
-            kind="flowsim",
-            collect=_l1_collect("new"),
-            requires=("numba",),
-            probe=False,
-        ),
-    ),  # fmt: skip
+        )
+        for kind, label in (
+            ("cold", "cold cache"),
+            ("warm", "warm cache"),
+            ("new", "new activation, core and model kernels cached"),
+        )
+    ),
     repeat=1,
     quick_repeat=1,
     min_time=0.0,

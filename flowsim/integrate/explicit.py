@@ -18,7 +18,7 @@ import numpy as np
 from numba import prange
 
 from flowsim._dense import dense_eval
-from flowsim._jit import jit, pjit
+from flowsim._jit import jit, jit_inline, pjit
 from flowsim.integrate._model import (
     flow,
     layer_norms,
@@ -95,7 +95,7 @@ def _combine(y0, h, coef, K, rows, out):
                     out[p] += ha * K[j, p]
 
 
-@jit
+@jit_inline
 def _lincomb(y0, h, coef, K, rows, out):
     """:func:`_combine`, in parallel for long states."""
     if y0.size >= PARALLEL_MIN_STATE:
@@ -104,7 +104,7 @@ def _lincomb(y0, h, coef, K, rows, out):
         _combine_serial(y0, h, coef, K, rows, out)  # noqa: F821 - generated twin
 
 
-@jit
+@jit_inline
 def _stage_input(y0, h, A, K, i, out):
     _lincomb(y0, h, A[i], K, i, out)
 

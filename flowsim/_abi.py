@@ -179,6 +179,13 @@ def compile_table(module, *, switching: bool = True, newton: bool = True) -> lis
     return [table.get(name, stubs[q]) for q, (name, _, _) in enumerate(INTERFACE)]
 
 
+EVENT_SIGNATURE = types.float64(
+    types.float64, types.CPointer(types.float64), types.int64,
+    types.CPointer(types.float64), types.int64, types.int64, types.float64,
+)  # fmt: skip
+"""A custom event's callback ``g(t, y, n_y, thresholds, n_thresholds, n_events, loss)``
+(:mod:`flowsim.integrate.events`): the event fires where ``g`` crosses 0 upwards."""
+
 CFUNC_OPTIONS = {"cache": True, "nogil": True, "fastmath": {"contract"}, "error_model": "numpy"}
 
 

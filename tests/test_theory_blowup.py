@@ -6,6 +6,7 @@ References: the leading-order ODE integrated by ``scipy.integrate.solve_ivp``
 
 import math
 
+import numba
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
@@ -157,6 +158,30 @@ def test_many_neurons_vectorized(line):
     parts = net.unpack(theta0)
     T_ref, _ = lo_reference(net, X, y, parts["a"][k], parts["W"][k], big=1e7)
     assert pred.network == pytest.approx(T_ref, rel=1e-8)
+
+
+def test_rescaled_runs_do_not_depend_on_threads_or_batch(line):
+    # each neuron is one system of the integrator core's batch loop: the same bits on one
+    # thread or two, and whichever other neurons share the batch
+    X, y = line
+    net = fs.TwoLayer("x2tanh", 64, 1, alpha=1.0)
+    theta0 = net.init(3, scale=1e-2)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = blowup_time(net, theta0, X, y, delta=DELTA)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = blowup_time(net, theta0, X, y, delta=DELTA)
+    finally:
+        numba.set_num_threads(before)
+    assert np.isfinite(one.per_neuron).sum() > 10 and np.isinf(one.per_neuron).sum() > 0
+    np.testing.assert_array_equal(two.per_neuron, one.per_neuron)
+    np.testing.assert_array_equal(two.per_neuron_to_delta, one.per_neuron_to_delta)
+    parts = net.unpack(theta0)
+    few = fs.TwoLayer("x2tanh", 5, 1, alpha=1.0)
+    alone = blowup_time(few, few.pack(a=parts["a"][:5], W=parts["W"][:5]), X, y, delta=DELTA)
+    np.testing.assert_array_equal(alone.per_neuron, one.per_neuron[:5])
+    np.testing.assert_array_equal(alone.per_neuron_to_delta, one.per_neuron_to_delta[:5])
 
 
 def test_compress_form_keeps_G(rng):

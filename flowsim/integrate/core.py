@@ -7,7 +7,10 @@ of the stepper templates (:mod:`flowsim.integrate._model`, ``control``,
 activation: it reaches the model through the callbacks of :mod:`flowsim._abi`,
 whose addresses travel at the end of the model's ``dims``
 (:meth:`flowsim.models._base.Model.core_dims`).  A new
-model or activation therefore compiles only its own kernels.
+model or activation therefore compiles only its own kernels.  Its clients: the
+model families of :mod:`flowsim.models` (the user's own too), through
+``flowsim.simulate``, and the rescaled blow-up flows of :mod:`flowsim.theory.blowup`,
+a batch of independent systems (``rk_solve_batch``).
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ WARMUP_METHODS = ("dopri5", "dop853", "rk4", "rkc", "rodas", "bdf", "auto", "gd"
 def warmup(activations=("tanh",), *, report=None) -> list[tuple[str, float]]:
     """Compile ahead of time: the core (every method, events), the two-layer kernels
     (with and without kink treatment) and the three-layer kernels in their serial and
-    parallel forms, and each activation's callback.  What is already cached loads in
-    well under a second.
+    parallel forms, the theory's rescaled blow-up flows, and each activation's callback.
+    What is already cached loads in well under a second.
 
     Parameters
     ----------
@@ -83,6 +86,14 @@ def warmup(activations=("tanh",), *, report=None) -> list[tuple[str, float]]:
         every = {"switching": net.has_kinks, "newton": True}
         timed(label + " (small runs)", lambda net=net, e=every: net.core_dims(1, **e))
         timed(label + " (parallel)", lambda net=net, e=every: net.core_dims(10**9, **e))
+
+    def rescaled_flows():
+        from flowsim.theory import blowup_time
+
+        net = TwoLayer("xtanh", 2, 1)
+        blowup_time(net, net.init(0, scale=1e-3), X, y - y.mean(), delta=0.5)
+
+    timed("rescaled blow-up flows (blowup_time)", rescaled_flows)
     for name in activations:
         act = activation(name)
         timed(f"activation {act.name}", lambda act=act: act.address)

@@ -459,3 +459,52 @@ def rk_solve(
     fst[F_H] = h
     if ist[I_STATUS] == S_RUNNING and t >= t_end:
         ist[I_STATUS] = S_DONE
+
+
+@jit
+def rk_solve_batch(
+    Y0, X, Y, C, dims, A, b, e, P, n_stages, end_row, error_order,
+    t_end, rtol, atol, ev_kind, ev_thr, ev_terminal, max_steps, rows,
+    out_y, out_fst, out_ist, out_ev_t, out_ev_states,
+):  # fmt: skip
+    """:func:`rk_solve`, adaptive and without save points, from each row ``j`` of ``Y0``
+    in ``rows`` with its own constants ``C[j]`` and event thresholds ``ev_thr[j]``: a
+    batch of independent systems of one model.  Row j's final state, float and integer
+    state (``F_*``, ``I_*``) and its events' times and states go to ``out_*[j]``; a row
+    stops at ``t_end``, a terminal event or ``max_steps`` steps.  Releases the GIL:
+    threads that take disjoint ``rows`` run in parallel, and a row's result does not
+    depend on which thread ran it."""
+    n = Y0.shape[1]
+    R = A.shape[0]
+    n_ev = ev_kind.size
+    K = np.zeros((R, n))
+    stage_loss = np.zeros(R)
+    mode = np.zeros((0, 0), dtype=np.int8)
+    aux = np.zeros((0, 0))
+    empty_f = np.empty(0)
+    empty_i = np.empty(0, dtype=np.int64)
+    ev_g = np.zeros(n_ev)
+    ev_loss = np.empty(n_ev)
+    for j in rows:
+        y = Y0[j].copy()
+        fst = out_fst[j]
+        ist = out_ist[j]
+        fst[:] = 0.0
+        ist[:] = 0
+        fst[F_ERR_PREV] = 1.0
+        fst[F_LOSS] = np.nan
+        fst[F_T_END] = t_end
+        fst[F_RTOL] = rtol
+        fst[F_ATOL] = atol
+        fst[F_H_MIN] = 1e-14
+        ev_t = out_ev_t[j]
+        ev_t[:] = np.nan
+        ev_loss[:] = np.nan
+        rk_solve(
+            y, X, Y, C[j], dims, A, b, e, P, n_stages, end_row, error_order, True,
+            fst, ist, K, stage_loss, empty_f, empty_i, empty_f, empty_f,
+            np.empty((0, 1)), empty_f, np.empty((0, n)),
+            ev_kind, ev_thr[j], ev_terminal, ev_g, ev_t, out_ev_states[j], ev_loss,
+            mode, aux, max_steps,
+        )  # fmt: skip
+        out_y[j] = y

@@ -20,6 +20,7 @@ import numba
 import numpy as np
 from numpy.typing import ArrayLike
 
+from flowsim import _abi
 from flowsim._memory import over_limit
 from flowsim._progress import Progress
 from flowsim.integrate.core import core
@@ -169,14 +170,11 @@ def _event_callback(fn, sign: float) -> int:
             theta[p] = thresholds[n_events + 1 + p] * y_bar[p]
         return sign * float(fn(t_bar * thresholds[n_events], theta, loss_value))
 
-    f64, i64, ptr = numba.types.float64, numba.types.int64, numba.types.CPointer
-    signature = f64(f64, ptr(f64), i64, ptr(f64), i64, i64, f64)
-
     def c_g(t_bar, y, n_y, thr, n_thr, n_events, loss_value):
         return g(t_bar, numba.carray(y, (n_y,)), numba.carray(thr, (n_thr,)), n_events,
                  loss_value)  # fmt: skip
 
-    return numba.cfunc(signature, nogil=True)(c_g).address
+    return numba.cfunc(_abi.EVENT_SIGNATURE, nogil=True)(c_g).address
 
 
 def _threshold_unit(event: Event, neuron_scale: float) -> float:

@@ -57,19 +57,22 @@ def test_gradient_descent_converges_to_the_flow(case):
     assert err_ex < errors[1] / 2
 
 
-def test_wide_lazy_net_reaches_the_loss_target_conserving_the_invariant():
-    """Benchmark W3's net at m = 1e4 (n = 4, gamma = 0.5): hundreds of kinks are
-    crossed, each step that reaches one ends there on its dense output.  The
+@pytest.mark.parametrize("m", [3000, pytest.param(10_000, marks=pytest.mark.slow)])
+def test_wide_lazy_net_reaches_the_loss_target_conserving_the_invariant(m):
+    """Benchmark W3's net (n = 4, gamma = 0.5) at m = 3000 and, with the parallel kink
+    kernels (which cost a cold cache over a minute to compile), at m = 1e4: hundreds of
+    kinks are crossed, each step that reaches one ends there on its dense output.  The
     balance a_k^2 - |w_k|^2 of every neuron is conserved by the exact flow."""
     x = np.linspace(-1.0, 1.5, 4)
     X, y = x[:, None], np.sin(3 * x) + np.sin(6 * x) / 2
-    net = fs.TwoLayer("relu", 10_000, 1, bias=True)
+    net = fs.TwoLayer("relu", m, 1, bias=True)
     theta0 = net.init(0, gamma=0.5, gamma_prime=0)
     traj = fs.simulate(net, theta0, X, y, t_end=1e6, events=[fs.loss_below(1e-6)],
                        save_state="final", progress=False)  # fmt: skip
     assert traj.status == "event"
     assert traj.n_switches > 100
-    assert traj.nfev < 12_000  # measured 4,009 (8,000 before a step could end on its kink)
+    # measured 3,350 at m = 3000 and 4,453 at 1e4 (8,000 before a step could end on its kink)
+    assert traj.nfev < 12_000
     p0, p1 = net.unpack(theta0), net.unpack(traj.theta_final)
     c0 = p0["a"] ** 2 - np.sum(p0["W"] ** 2, axis=-1)
     c1 = p1["a"] ** 2 - np.sum(p1["W"] ** 2, axis=-1)

@@ -141,6 +141,36 @@ def test_flow_trained_runs_fail_where_the_flow_stops_short_or_gd_disagrees(rng):
     assert "max_wall" in records["phase_diagram.gamma_0.5"].note
 
 
+def _plane_run(rd_of_m, rng):
+    m = np.array([100, 316, 1000, 3162, 10000])
+    rd = rd_of_m(m.astype(float)) * np.exp(0.002 * rng.standard_normal(m.size))
+    return {"width": m, "RD": rd, "loss": np.full(m.size, 1e-6), "wall": np.ones(m.size),
+            "status": np.array(["event"] * m.size, dtype="<U16")}  # fmt: skip
+
+
+def test_points_off_the_axis_get_records_of_their_own(rng):
+    """Full size: one record per (gamma, gamma') point of the plane, the regime of its S_w
+    against [LXMZ21]'s; a flow that stopped short fails its point."""
+    widths, seeds = [32, 100, 316, 1000], np.arange(1)
+    data = {"runs": {0.5: _runs(0.5, lambda m: 3.0 * m**-0.5, widths, seeds, rng),
+                     1.5: _runs(1.5, lambda m: 1.1 * m**0.25, widths, seeds, rng)},
+            "plane": {(0.5, 0.5): _plane_run(lambda m: 2.0 * m**-1.5, rng),
+                      (1.0, -0.5): _plane_run(lambda m: 1.2 * m**0.2, rng),
+                      (1.75, -0.5): _plane_run(lambda m: m**0.6, rng)}}  # fmt: skip
+    records = {r.name: r for r in phase_diagram.evaluate(data, "full")}
+    linear = records["phase_diagram.plane_0.5_0.5"]
+    assert linear.passed and linear.theory == linear.measured == "linear"
+    critical = records["phase_diagram.plane_1_-0.5"]
+    assert not critical.passed and (critical.theory, critical.measured) == ("critical", "condensed")
+    assert records["phase_diagram.plane_1.75_-0.5"].measured == "condensed"
+    assert records["phase_diagram.plane_1.75_-0.5"].passed
+    data["plane"][0.5, 0.5]["status"][4] = "max_wall"
+    data["plane"][0.5, 0.5]["RD"][4] = np.nan
+    records = {r.name: r for r in phase_diagram.evaluate(data, "full")}
+    record = records["phase_diagram.plane_0.5_0.5"]
+    assert not record.passed and "max_wall" in record.note
+
+
 @pytest.mark.parametrize("n_seeds", [1, 3, 30])
 def test_critical_verdict_does_not_flip_with_the_number_of_seeds(rng, n_seeds):
     """A critical RD with a finite-size correction, RD = 1.4 (1 + 0.3 m^-1/2): its fitted

@@ -76,11 +76,20 @@ its gamma's record fail.  The small-gamma corner of the earlier fixed-step
 sweep (dt = 0.01 everywhere) diverged: there ``lambda_max ~ 1.3 m^(1 - gamma)``
 reaches 390 at gamma = 0.5, m = 10^5; ``full_step`` gives dt = 0.001 there.
 
+Off the axis (full size): the eight points of :data:`PLANE` in the (gamma, gamma')
+plane (``phase_diagram_plane.toml``), each trained by the gradient flow
+(:data:`PLANE_SOLVER`) at m = 100 ... 10^4, seed 0, get one record each: the regime
+of their S_w (the same fit and band ``tau`` as the axis) against
+:func:`flowsim.theory.regime`.  The band comes from the axis' large-m slopes; off the
+axis those slopes are not derived (docs/theory.md §3), so the records report the local
+slopes per width step beside the fit.
+
 Figure: RD against m per gamma with the fitted slopes (quick: GD's RD beside the
 flow's); S_w against gamma; the
 (gamma, gamma') plane with the theoretical regions, the critical boundary, the
 named schemes of :data:`flowsim.theory.SCHEMES` (E et al.: the line
-``gamma' = gamma``) and the measured regimes at ``(gamma, 0)``.
+``gamma' = gamma``) and the measured regimes at ``(gamma, 0)`` (full size: and at the
+points of :data:`PLANE`).
 
 References
 ----------
@@ -103,12 +112,12 @@ import flowsim as fs
 import flowsim.measure as fm
 from flowsim.theory import SCHEMES, regime
 from flowsim.validation._cases import sin1d
-from flowsim.validation._record import Record, bound_check
+from flowsim.validation._record import Finding, Record, attach_findings, bound_check
 from flowsim.validation._runner import SWEEP_DIR
 from flowsim.validation._style import figure, save
 
 NAME = "phase_diagram"
-CLAIM = "sign of S_w = d log RD / d log m gives the regime of (gamma, gamma' = 0)"
+CLAIM = "sign of S_w = d log RD / d log m gives the regime of (gamma, gamma')"
 SOURCE = "[LXMZ21]; docs/theory.md §3"
 
 GAMMAS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
@@ -120,7 +129,7 @@ SIZES = {
 PROTOCOL = {"n_points": 4, "loss_rtol": 1e-6, "lr_factor": 0.5, "lr_cap": 0.05,
             "first_segment_steps": 1000, "t_max": 1e4, "flow_check_width": 100,
             }  # fmt: skip
-SWEEPS = {"full": ("phase_diagram.toml", "phase_diagram_flow.toml")}
+SWEEPS = {"full": ("phase_diagram.toml", "phase_diagram_flow.toml", "phase_diagram_plane.toml")}
 """The full size runs these sweep files (validation/sweeps/) through a result store."""
 FULL_STEP = {"cap": 0.05, "per_kernel": 1.0 / 3.0}
 """Full size, GD: ``dt = floor125(min(cap, per_kernel * m^(gamma - 1)))``, see :func:`full_step`."""
@@ -130,6 +139,25 @@ FULL_T_END = {"linear": 1000.0, "linear_cap": 200.0, "critical": 400.0, "condens
 FLOW_SOLVER = {"method": "dopri5", "t_end": 1e4, "rtol": 1e-8, "save_state": "final",
                "max_wall": 60.0}  # fmt: skip
 """The gradient-flow reference runs (m = flow_check_width, first seed), full size."""
+PLANE = {"points": [(0.5, 0.5), (0.5, -0.5), (1.0, 0.5), (1.0, -0.5), (1.5, 0.25), (1.5, 0.5),
+                    (1.5, 0.75), (1.75, -0.5)],
+         "widths": [100, 316, 1000, 3162, 10000], "seed": 0}  # fmt: skip
+"""Full size: points off the ``gamma' = 0`` axis, each trained by the gradient flow
+(:data:`PLANE_SOLVER`) at these widths, one seed; one record per point."""
+PLANE_SOLVER = {**FLOW_SOLVER, "max_wall": 600.0}
+"""The flow at the plane's points (a condensed run at m = 10^4 takes up to 90 s)."""
+FINDINGS = {
+    f"{NAME}.plane_1_-0.5": Finding(
+        "at (gamma, gamma') = (1, -0.5), on [LXMZ21]'s critical line gamma = 1, gamma' <= 0, RD "
+        "keeps growing slowly over m = 100 ... 10^4 (4.74, 6.01, 6.71, 6.90, 7.44; S_w = "
+        "+0.0905 +- 0.0195, outside the band 0.0625): the local slopes fall from +0.207 to "
+        "+0.025 and rise again to +0.065 in the last half decade, so these widths do not "
+        "separate a slow finite-size drift (or a logarithmic growth) from condensation; the "
+        "flow reached 1e-6 R(0) at every width (measured 2026-12-07, seed 0)",
+        "condensed",
+    ),
+}
+"""Documented findings (:class:`Finding`) by record name."""
 FLOW_BOUND = 0.02
 EVENT_RTOL = 1e-9
 """The flow stops at its loss event, located to about 1e-12 relative: a final loss within
@@ -271,13 +299,13 @@ def loss_threshold() -> float:
     return float(f"{PROTOCOL['loss_rtol'] * 0.5 * float(np.mean(y**2)):.6g}")
 
 
-def _run_dict(gamma, width, seed, solver, events=()) -> dict:
+def _run_dict(gamma, width, seed, solver, events=(), gamma_prime=0.0) -> dict:
     return {
         "model": {"kind": "two_layer", "activation": "relu", "width": int(width), "bias": True,
                   "alpha": 1.0},
         "data": {"kind": "sin1d", "params": {"n": PROTOCOL["n_points"], "low": -1.0,
                                              "high": 1.5, "target": "sin(3*x) + sin(6*x)/2"}},
-        "init": {"seed": int(seed), "gamma": float(gamma), "gamma_prime": 0.0},
+        "init": {"seed": int(seed), "gamma": float(gamma), "gamma_prime": float(gamma_prime)},
         "solver": dict(solver),
         "events": [dict(e) for e in events],
     }  # fmt: skip
@@ -285,8 +313,8 @@ def _run_dict(gamma, width, seed, solver, events=()) -> dict:
 
 def full_configs(size: str = "full") -> dict:
     """The runs of the sweep-backed size: ``{"gd": {(gamma, m, seed): RunConfig}, "flow":
-    {gamma: RunConfig}}`` (tests/test_validation_sweeps.py checks that they are the
-    expansion of :data:`SWEEPS`)."""
+    {gamma: RunConfig}, "plane": {(gamma, gamma', m): RunConfig}}``
+    (tests/test_validation_sweeps.py checks that they are the expansion of :data:`SWEEPS`)."""
     from flowsim.config import RunConfig
 
     cfg = SIZES[size]
@@ -300,7 +328,11 @@ def full_configs(size: str = "full") -> dict:
         event = {"kind": "loss_below", "threshold": loss_threshold()}
         run = _run_dict(gamma, PROTOCOL["flow_check_width"], cfg["seeds"][0], FLOW_SOLVER, [event])
         flow[gamma] = RunConfig.from_dict(run)
-    return {"gd": gd, "flow": flow}
+    event = {"kind": "loss_below", "threshold": loss_threshold()}
+    plane = {(g, gp, m): RunConfig.from_dict(_run_dict(g, m, PLANE["seed"], PLANE_SOLVER,
+                                                       [event], gamma_prime=gp))
+             for g, gp in PLANE["points"] for m in PLANE["widths"]}  # fmt: skip
+    return {"gd": gd, "flow": flow, "plane": plane}
 
 
 def _stored_run(store, records, cfg):
@@ -367,7 +399,29 @@ def _simulate_full(size, *, store=None, scheduler="local", workers=None, progres
                ("RD", "t", "loss", "lr", "lambda0", "lambda_end", "rising", "wall", "status")},
             "flow_RD": flow_rd, "flow_status": record["reason"], "gd_RD_at_flow_width": gd_rd,
         }  # fmt: skip
-    return {"runs": runs, "protocol": "sweep"}
+    plane = _stored_plane(store, records, configs["plane"], R0)
+    return {"runs": runs, "protocol": "sweep", "plane": plane}
+
+
+def _stored_plane(store, records, configs, R0) -> dict:
+    """The runs off the axis, ``{(gamma, gamma'): {"width", "RD", "loss", "status",
+    "wall"}}``, from the store (RD nan where the flow did not reach its loss event)."""
+    plane = {}
+    for (g, gp, m), cfg in configs.items():
+        net, theta0, X, y, traj, record = _stored_run(store, records, cfg)
+        row = plane.setdefault((g, gp), {"width": [], "RD": [], "loss": [], "status": [],
+                                         "wall": []})  # fmt: skip
+        converged = traj is not None and record["reason"] == "event"
+        W0 = net.unpack(theta0)["W"]
+        row["width"].append(m)
+        row["RD"].append(fm.relative_distance(net.unpack(traj.theta_final)["W"], W0)
+                         if converged else np.nan)  # fmt: skip
+        final = net.loss(traj.theta_final, X, y) / R0 if converged else np.nan
+        row["loss"].append(final)  # at the state the event stopped at
+        row["status"].append(str(record["reason"]))
+        row["wall"].append(float(record["wall_time"]))
+    plane = {point: {k: np.array(v) for k, v in row.items()} for point, row in plane.items()}
+    return plane
 
 
 def simulate(size: str, **sweep) -> dict:
@@ -490,6 +544,46 @@ def evaluate(data: dict, size: str, figure_path=None) -> list:
                               theory == measured and not failed.any(), config, figure_path,
                               note))  # fmt: skip
     records.append(_gd_vs_flow(data, size, figure_path))
+    records += _plane_records(data, size, tau, figure_path)
+    return attach_findings(records, FINDINGS)
+
+
+def _plane_fits(data, min_width=FIT_MIN_WIDTH) -> dict:
+    """S_w per point off the axis, over the widths >= ``min_width`` whose flow converged."""
+    fits = {}
+    for point, run in data.get("plane", {}).items():
+        ok = np.isfinite(run["RD"]) & (run["width"] >= min_width)
+        fits[point] = fm.slope_S_w(run["width"][ok], run["RD"][ok])
+    return fits
+
+
+def _plane_records(data, size, tau, figure_path) -> list:
+    """One record per point of :data:`PLANE` (full size): the regime of S_w against
+    [LXMZ21]'s, with the band ``tau`` of the axis."""
+    records = []
+    for (g, gp), fit in _plane_fits(data).items():
+        run = data["plane"][g, gp]
+        local = np.diff(np.log(run["RD"])) / np.diff(np.log(run["width"]))
+        note = (f"S_w = {fit.slope:+.4f} +- {fit.stderr:.4f} (gradient flow, seed "
+                f"{PLANE['seed']}; {fit.n} widths, m >= {FIT_MIN_WIDTH}); local slopes per "
+                "width step " + ", ".join(f"{s:+.3f}" for s in local) + "; RD = "
+                + ", ".join(f"{rd:.4g}" for rd in run["RD"]) + " at m = "
+                + ", ".join(str(int(m)) for m in run["width"])
+                + f"; final loss <= {np.nanmax(run['loss']):.2g} R(0); slowest run "
+                f"{run['wall'].max():.0f} s")  # fmt: skip
+        failed = run["status"] != "event"
+        if failed.any():
+            note += (f"; {int(failed.sum())} runs stopped short ("
+                     + ", ".join(sorted(set(run["status"][failed].tolist()))) + ")")  # fmt: skip
+        theory, measured = regime(g, gp), measured_regime(fit.slope, tau)
+        config = {"points": PLANE["points"], "widths": PLANE["widths"], "seed": PLANE["seed"],
+                  **PROTOCOL, "gamma": g, "gamma_prime": gp, "flow": PLANE_SOLVER}  # fmt: skip
+        records.append(Record(
+            f"{NAME}.plane_{g:g}_{gp:g}", f"regime at (gamma, gamma') = ({g:g}, {gp:g})", SOURCE,
+            theory, measured,
+            f"S_w over m >= {FIT_MIN_WIDTH}: critical iff |S_w| <= {tau:.4g} (the axis' band), "
+            "else sign", theory == measured and not failed.any(), config, figure_path, note,
+        ))  # fmt: skip
     return records
 
 
@@ -540,7 +634,7 @@ def _regions(ax, gmax=2.5, gpmin=-1.0, gpmax=2.0):
         ax.annotate(", ".join(names), (gs, gps), xytext=offset, textcoords="offset points",
                     fontsize=7, ha=align)  # fmt: skip
     ax.text(0.12, 0.85, "linear", color=COLOURS["linear"], fontsize=9)
-    ax.text(1.85, -0.55, "condensed", color=COLOURS["condensed"], fontsize=9, ha="center")
+    ax.text(2.15, -0.85, "condensed", color=COLOURS["condensed"], fontsize=9, ha="center")
     ax.text(1.04, -0.9, "critical", color=COLOURS["critical"], fontsize=8, rotation=90)
     ax.set_xlim(0.0, gmax)
     ax.set_ylim(gpmin, gpmax)
@@ -603,13 +697,19 @@ def draw(data: dict, base) -> str:
         ok = measured == regime(gamma, 0.0)
         ax.plot(gamma, 0.0, marker="o" if ok else "X", ms=9, color=COLOURS[measured],
                 mec="black", mew=0.7, ls="none", zorder=6)  # fmt: skip
+    plane_fits = _plane_fits(data)
+    for (g, gp), fit in plane_fits.items():
+        measured = measured_regime(fit.slope, tau)
+        ax.plot(g, gp, marker="o" if measured == regime(g, gp) else "X", ms=9,
+                color=COLOURS[measured], mec="black", mew=0.7, ls="none", zorder=6)  # fmt: skip
     handles = [Patch(color=COLOURS["linear"], alpha=0.3, label="linear (theory)"),
                Patch(color=COLOURS["condensed"], alpha=0.3, label="condensed (theory)"),
                Line2D([], [], color=COLOURS["critical"], lw=2.2, label="critical (theory)"),
                Line2D([], [], marker="o", ls="none", color="0.6", mec="black",
                       label="measured (colour = regime)")]  # fmt: skip
     ax.legend(handles=handles, fontsize=6.5, frameon=False, loc="upper left")
-    ax.set_title(r"(c) phase diagram, measured at $\gamma' = 0$")
+    where = "measured (X: not the theory's)" if plane_fits else r"measured at $\gamma' = 0$"
+    ax.set_title(f"(c) phase diagram, {where}")
     by_flow = all(_by_flow(run) for run in data["runs"].values())
     how = ("gradient flow (open circles in (a): GD)" if by_flow else "gradient descent (the flow "
            f"beside it at m = {PROTOCOL['flow_check_width']})")  # fmt: skip

@@ -43,6 +43,10 @@ I_EVENT = 6
 I_HAVE_K0 = 7
 I_SWITCHES = 8
 
+N_IST = 24
+N_FST = 16
+"""Lengths of a run's integer and float state arrays (``ist``, ``fst``), room to spare."""
+
 F_T = 0
 F_H = 1
 F_ERR_PREV = 2
@@ -485,6 +489,8 @@ def rk_solve_batch(
     empty_i = np.empty(0, dtype=np.int64)
     ev_g = np.zeros(n_ev)
     ev_loss = np.empty(n_ev)
+    norms = np.empty((0, 1))
+    states = np.empty((0, n))
     for j in rows:
         y = Y0[j].copy()
         fst = out_fst[j]
@@ -502,8 +508,7 @@ def rk_solve_batch(
         ev_loss[:] = np.nan
         rk_solve(
             y, X, Y, C[j], dims, A, b, e, P, n_stages, end_row, error_order, True,
-            fst, ist, K, stage_loss, empty_f, empty_i, empty_f, empty_f,
-            np.empty((0, 1)), empty_f, np.empty((0, n)),
+            fst, ist, K, stage_loss, empty_f, empty_i, empty_f, empty_f, norms, empty_f, states,
             ev_kind, ev_thr[j], ev_terminal, ev_g, ev_t, out_ev_states[j], ev_loss,
             mode, aux, max_steps,
         )  # fmt: skip

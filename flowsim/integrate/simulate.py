@@ -24,6 +24,7 @@ from flowsim import _abi
 from flowsim._memory import over_limit
 from flowsim._progress import Progress
 from flowsim.integrate.core import core
+from flowsim.integrate.explicit import N_FST, N_IST
 from flowsim.integrate.tableaus import TABLEAUS
 from flowsim.integrate.training import check as check_training
 from flowsim.integrate.trajectory import EventRecord, Trajectory, package_versions
@@ -599,8 +600,8 @@ def simulate(
     out_maxnorm = np.full(k, np.nan)
     n_rows = int(state_rows.max()) + 1 if np.any(state_rows >= 0) else 0
     out_states = np.zeros((n_rows, P))
-    ist = np.zeros(24, dtype=np.int64)
-    fst = np.zeros(16)
+    ist = np.zeros(N_IST, dtype=np.int64)
+    fst = np.zeros(N_FST)
     t_start = t0 if family == "discrete" else t0 / T  # in the compiled loop's units
     fst[0] = t_start
     ist[0] = it0

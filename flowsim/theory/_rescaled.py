@@ -77,7 +77,15 @@ def solve(dims, Y0, X, w, C, *, rtol, atol, s_max, max_steps,
     """
     from flowsim.integrate import events
     from flowsim.integrate.core import core
-    from flowsim.integrate.explicit import F_LOSS, I_ACCEPTED, I_EVENT, I_STATUS, S_EVENT
+    from flowsim.integrate.explicit import (
+        F_LOSS,
+        I_ACCEPTED,
+        I_EVENT,
+        I_STATUS,
+        N_FST,
+        N_IST,
+        S_EVENT,
+    )
     from flowsim.integrate.tableaus import TABLEAUS
 
     _, table, reached = _compiled()
@@ -92,8 +100,8 @@ def solve(dims, Y0, X, w, C, *, rtol, atol, s_max, max_steps,
     kinds = np.array(kinds, dtype=np.int64)
     tab = TABLEAUS["dop853"]
     out_y = np.empty_like(Y0)
-    fst = np.zeros((B, 16))
-    ist = np.zeros((B, 24), dtype=np.int64)
+    fst = np.zeros((B, N_FST))
+    ist = np.zeros((B, N_IST), dtype=np.int64)
     ev_t = np.empty((B, kinds.size))
     ev_states = np.zeros((B, kinds.size, n))
     args = (

@@ -122,12 +122,14 @@ def build_module(kind: str, parts: list[str], *, parallel: bool = True,
         False: every ``@pjit`` function is compiled serial, and its twin
         ``NAME_serial`` is the same function, for runs too small to use threads
         (compiling a parallel loop costs seconds, and a small run would never
-        call it).
+        call it).  The module's constant ``PARALLEL`` says which: a template may
+        branch on it (``if PARALLEL:``), and Numba then compiles only one side.
     label : str, optional
         What the module is, for the one-line notice (logger ``flowsim``) when it
         is new on this machine and so about to be compiled.
     """
-    source = _HEADER + "\n\n".join(p.strip("\n") + "\n" for p in parts)
+    source = _HEADER + f"PARALLEL = {parallel}\n\n\n"
+    source += "\n\n".join(p.strip("\n") + "\n" for p in parts)
     if parallel:
         source = source + "\n\n" + serial_twins(source) + "\n"
     else:  # every function serial already: its twin is itself (compiled once)

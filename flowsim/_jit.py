@@ -26,7 +26,10 @@ pjit = numba.njit(**PARALLEL_OPTIONS)
 jit_inline = numba.njit(inline="always", **JIT_OPTIONS)
 """For small functions returning three or more values: LLVM does not inline
 those on its own, and a loop calling one does not vectorize (measured: tanh's
-value and two derivatives 9.1 ns per element called, 3.5 ns inlined)."""
+value and two derivatives 9.1 ns per element called, 3.5 ns inlined).  Also for
+small functions called with literal arguments (``step_factor(..., True)``):
+Numba compiles a called function once per literal value (eight times for the
+callback table's ``_address``), an inlined one not at all."""
 
 PARALLEL_MIN_WORK = 200_000
 """Below this many multiply-adds per pass (n * m * D) kernels run their serial twin."""

@@ -403,3 +403,26 @@ def test_one_pass_flow_equals_two_pass_flow_for_any_chunks_and_threads(act):
     finally:
         numba.set_num_threads(threads)
     np.testing.assert_array_equal(flows[0], flows[1])
+
+
+def test_a_small_runs_module_takes_one_pass_beyond_the_cache():
+    """A single sample on a net too wide for the one-pass buffers: the parallel module
+    takes two passes over neuron blocks; the serial module of a smooth activation
+    (which does not compile the two passes) takes one.  Both equal the naive flow."""
+    from flowsim._jit import PARALLEL_MIN_WORK
+
+    net = fs.TwoLayer("tanh", 66_000, 1)  # D = 2 with the bias
+    X, y = np.array([[0.4]]), np.array([0.3])
+    assert net.kernels_for(1) is net._serial_kernels and net.n_params < PARALLEL_MIN_WORK
+    assert net.kernels.one_pass_chunks(1, net.width, net.D) == 0  # beyond the cache
+    theta = net.init(0, scale=0.5)
+    Xa = np.ascontiguousarray(net.augment(X))
+    c, _ = net.flow_constants(net.unit_scales())
+    mode, aux = no_switching()
+    flows, losses = [], []
+    for module in (net.kernels, net._serial_kernels):
+        flows.append(np.empty(theta.size))
+        losses.append(module.flow(theta, Xa, y, c, net.dims(), mode, aux, flows[-1]))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-13)
+    _assert_close_vectors(flows[1], flows[0], 1e-12)
+    _assert_close_vectors(flows[1], -naive.flat_gradient(net, theta, X, y), 1e-10)

@@ -9,12 +9,12 @@ once for every model and activation.
 import numpy as np
 
 from flowsim import _abi
-from flowsim._jit import jit
+from flowsim._jit import jit, jit_inline
 
 # --- template body ---
 
 
-@jit
+@jit_inline
 def _address(dims, q):
     return dims[dims.size - _abi.N_FUNCTIONS + q]
 
@@ -51,7 +51,7 @@ def switch_init(theta, X, y, c, dims, mode, aux):
     _abi.call(_address(dims, 4), (theta, X, y, c, dims, mode, aux))
 
 
-@jit
+@jit_inline
 def switch_cross(theta, X, y, c, dims, mode, aux, k, i, out):
     return _abi.call(_address(dims, 5), (theta, X, y, c, dims, mode, aux, k, i, out))
 

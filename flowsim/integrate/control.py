@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from flowsim._jit import jit
+from flowsim._jit import jit, jit_inline
 
 # --- template body ---
 
@@ -46,7 +46,7 @@ def error_norm(err, y0, y1, rtol, atol):
     return math.sqrt(s / max(n, 1))
 
 
-@jit
+@jit_inline
 def step_factor(err, err_prev, k, rejected_last):
     """Multiplier of the step size after an error estimate ``err`` (<= 1: accept)."""
     if err == 0.0:

@@ -53,6 +53,7 @@ from flowsim.integrate.explicit import (
     S_EVENT,
     S_NONFINITE,
     _all_finite,
+    _copy,
     _record,
 )
 
@@ -80,7 +81,7 @@ def _batch(X, Y, seed, it, perm, Xb, Yb, Xl, Yl):
     Xq, Yq = (Xb, Yb) if first + size <= n else (Xl, Yl)
     for r in range(Xq.shape[0]):
         i = perm[first + r]
-        Xq[r, :] = X[i]
+        _copy(X[i], Xq[r])
         Yq[r] = Y[i]
     return Xq, Yq
 
@@ -156,7 +157,7 @@ def discrete_solve(
             for q in range(ev_kind.size):
                 if ev_t[q] != ev_t[q] and ev_g[q] >= 0.0:  # not fired yet, holds now
                     ev_t[q] = it * lr
-                    ev_states[q, :] = y
+                    _copy(y, ev_states[q])
                     ev_loss[q] = loss_value
                     if ev_terminal[q] != 0 and stop < 0:
                         stop = q

@@ -66,6 +66,14 @@ MAX_NONFINITE_SHRINKS = 60
 
 
 @jit
+def _copy(src, dst):
+    """dst[:] = src, written as a loop: a slice assignment brings Numba's shape-error
+    message formatting, which cost 2.2 s of a cold first ``simulate``."""
+    for i in range(src.size):
+        dst[i] = src[i]
+
+
+@jit
 def _all_finite(v):
     for i in range(v.size):
         if not math.isfinite(v[i]):
@@ -143,7 +151,7 @@ def _record(
     out_maxnorm[i] = max_neuron_norm(y, dims)
     row = save_state_row[i]
     if row >= 0:
-        out_states[row, :] = y
+        _copy(y, out_states[row])
     ist[I_SAVE] = i + 1
 
 
@@ -180,7 +188,7 @@ def step_outputs(
                                g_new[q], yd)  # fmt: skip
         ev_t[q] = t + theta_q * h
         dense_eval(y, K, P, h, theta_q, yd)
-        ev_states[q, :] = yd
+        _copy(yd, ev_states[q])
         ev_loss[q] = loss(yd, X, Y, c, dims)
         if ev_terminal[q] != 0 and theta_q < stop_theta:
             stop_theta = theta_q
@@ -206,7 +214,7 @@ def step_outputs(
 @jit
 def stop_at_event(q, y, ev_t, ev_states, ev_loss, fst, ist):
     """End the run at terminal event ``q``: the state becomes the event's; returns its time."""
-    y[:] = ev_states[q]
+    _copy(ev_states[q], y)
     fst[F_LOSS] = ev_loss[q]
     ist[I_EVENT] = q
     ist[I_STATUS] = S_EVENT
@@ -333,7 +341,8 @@ def rk_solve(
         if h < fst[F_H_MIN] * max(1.0, abs(t)):
             ist[I_STATUS] = S_STEP_TOO_SMALL
             break
-        _stages(y, h, A, K, 1, n_stages, ys, X, Y, c, dims, mode, aux, stage_loss, ist)
+        # np.int64: Numba compiles a function once more for each literal argument
+        _stages(y, h, A, K, np.int64(1), n_stages, ys, X, Y, c, dims, mode, aux, stage_loss, ist)
         # y1 = y + h sum b_j K_j: row end_row of A is b (for FSAL tableaus this is
         # bit for bit the input of the last stage, so K[end_row] = f(y1))
         _stage_input(y, h, A, K, end_row, y1)

@@ -49,6 +49,9 @@ from flowsim.models._two_layer_kernels import (
 
 # --- template body ---
 
+FROZEN_PATTERNS = True
+"""The stepping loop freezes activation patterns (the two-layer flow's two passes)."""
+
 SWITCH_EPS = 1e-12
 """Relative size (to ``|w_k| |x_i|``) below which a pre-activation is taken as 0."""
 

@@ -11,6 +11,9 @@ from flowsim._jit import jit
 
 # --- template body ---
 
+FROZEN_PATTERNS = False
+"""No activation pattern is ever frozen: the two-layer flow prunes that code."""
+
 
 @jit
 def _forward_frozen(theta, X, c, dims, mode, out):

@@ -396,10 +396,11 @@ def flow(theta, X, y, c, dims, mode, aux, out):
     it (Filippov); an empty ``mode`` evaluates the activation itself, in one
     pass when :func:`one_pass_chunks` allows.
     """
+    nch = 0
+    run = -1
     if mode.shape[0] == 0:
         n = X.shape[0]
         nch = one_pass_chunks(n, dims[0], dims[1])
-        run = -1
         if c.size == N_CONSTANTS + _abi.N_RUN:  # called by the core: dropout, penalty?
             r = N_CONSTANTS
             if c[r + 1] != 0.0 or c[r + 3] < 1.0:
@@ -410,6 +411,22 @@ def flow(theta, X, y, c, dims, mode, aux, out):
             return _flow_one_pass_serial(theta, X, y, c, dims, nch, run, out)  # noqa: F821
         if nch > 1:
             return _flow_one_pass(theta, X, y, c, dims, nch, run, out)
+    # Constant conditions: Numba prunes the branch a module never takes, and does not
+    # compile what it calls.
+    if FROZEN_PATTERNS:  # noqa: F821 - from the kink treatment or its stand-ins
+        return _two_pass_flow(theta, X, y, c, dims, mode, aux, out)
+    if PARALLEL:  # noqa: F821 - set by flowsim._codegen.build_module
+        return _two_pass_flow(theta, X, y, c, dims, mode, aux, out)
+    # A small run's module (kernels_for) and a smooth activation: one pass beyond the
+    # cache too.  Only a single sample gets here (m (D + 2) > 2^18 needs n m (D + 1) >
+    # PARALLEL_MIN_WORK for n >= 2), and its pass streams theta either way.  A cold
+    # first simulate then does not compile the two passes (2.6 s).  Here nch = 0.
+    return _flow_one_pass_serial(theta, X, y, c, dims, nch + 1, run, out)  # noqa: F821
+
+
+@jit
+def _two_pass_flow(theta, X, y, c, dims, mode, aux, out):
+    """:func:`flow` in two passes over blocks of neurons: the residuals, then the flow."""
     e = np.empty(X.shape[0])
     value = residuals(theta, X, y, c, dims, mode, e)
     flow_from_residuals(theta, X, e, c, dims, mode, aux, out)

@@ -69,7 +69,7 @@ from pathlib import Path
 
 from flowsim._digest import file_sha256
 
-NUMERICS_VERSION = 6
+NUMERICS_VERSION = 7
 """Version of the numbers a run produces.  Bump it when a change to the kernels,
 integrators or initialization changes results, so that stored results computed
 by the old numerics are not taken for the new ones (they stay in the store
@@ -83,7 +83,10 @@ steps (their error estimate rounds differently).
 samples (the output and gradient sums in a new order); the frozen-pattern
 output summed in eight lanes.
 5: ReLU / leaky ReLU kinks decided jointly per neuron (least-norm Filippov slopes in
-their bounds, leaving a kink without an event, repelling kinks left)."""
+their bounds, leaving a kink without an event, repelling kinks left).
+6: a dead ReLU neuron is held (every sample on its kink at slope 0).
+7: a kink crossed and crossed back inside one step is located (the first crossing ends
+the step)."""
 
 FORMAT = "flowsim-store/1"
 RECORD_FORMAT = "flowsim-result/2"

@@ -82,6 +82,31 @@ def test_gradient_descent_approaches_the_flow_at_first_order(notebook_flow):
     assert np.max(np.abs(extrapolated - ref)) / np.max(np.abs(ref)) < 1e-4
 
 
+@pytest.mark.parametrize("curvature, root", [(3.9, (4 - 0.4**0.5) / 7.8), (4.1, None)])
+def test_a_kink_crossed_and_recrossed_inside_one_step_is_located(curvature, root):
+    """A pre-activation on its side at both ends of a step can dip across its kink in
+    between (its motion reverses, as when a_k passes 0 near the kink): the step must end
+    at the first crossing.  Dense output z(theta) = 1 - 4 theta + c theta^2 (P picks
+    theta K0 + theta^2 K1): for c = 3.9 it is negative between the roots of
+    3.9 theta^2 - 4 theta + 1; for c = 4.1 it stays positive."""
+    net = fs.TwoLayer("relu", 1, 1, bias=False)
+    X, y = np.array([[1.0]]), np.array([0.0])
+    kernels = net.kernels_for(1)
+    y0 = np.array([0.5, 1.0])
+    K = np.array([[0.0, -4.0], [0.0, curvature]])
+    P = np.array([[1.0, 0.0], [0.0, 1.0]])
+    y1 = y0 + K[0] + K[1]  # theta = 1, h = 1
+    assert y1[1] > 0.0  # on its side at the end too
+    c, _ = net.flow_constants(net.unit_scales())
+    mode, aux = np.ones((1, 1), dtype=np.int8), np.zeros((1, 1))  # on its active side
+    th, k, i = kernels.switch_locate(y0, y1, K, P, 1.0, X, y, c, net.dims(), mode, aux,
+                                     np.empty(2), np.empty(2))  # fmt: skip
+    if root is None:
+        assert th > 1.0
+    else:
+        assert (k, i) == (0, 0) and th == pytest.approx(root, abs=1e-12)
+
+
 def test_a_neuron_driven_to_zero_input_weight_stays_dead():
     """The case that stalled before: at m = 300 a neuron with a_k < 0 slid on the kinks of
     x = 1 and then x = -1, which in (w, b) leaves only w_k = 0; the flow holds it there

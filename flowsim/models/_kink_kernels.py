@@ -855,6 +855,30 @@ LEAVE_GRID = 16
 is followed: it leaves to its side and may come back within the step."""
 
 
+DIP_REACH = 2.0
+"""A pair on its side at both ends of a step is followed on the dense output
+(:func:`_dip_root`) when it starts moving toward its kink at a speed that would
+reach it within this many steps."""
+
+
+@jit
+def _dip_root(y0, K, P, h, X, dims, k, i, md, z0, before):
+    """A pair on side ``md`` at both ends of the step that may cross its kink and come
+    back inside it (a pre-activation whose motion reverses, e.g. as a_k passes 0): the
+    first crossing seen on :data:`LEAVE_GRID` points of the dense output before
+    ``before``, located between the grid points around it, or 2.0 if none."""
+    z_prev = z0
+    for j in range(1, LEAVE_GRID):
+        th = j / LEAVE_GRID
+        if th >= before:
+            break
+        z = _dense_preact(y0, K, P, h, th, X, dims, k, i)
+        if md * z < -SWITCH_EPS * _scale(y0, X, dims, k, i):
+            return _root(y0, K, P, h, X, dims, k, i, th - 1.0 / LEAVE_GRID, th, z_prev, z)
+        z_prev = z
+    return 2.0
+
+
 @jit
 def _return_root(y0, K, P, h, X, dims, k, i, md, z1):
     """A pair that starts on its kink, left to side ``md`` and ends the step on the
@@ -922,6 +946,20 @@ def _crossings(y0, y1, K, P, h, X, dims, mode, best_th, best_k, best_i, sliding)
                         th_b = th
                         k_b = k
                         i_b = i
+                    continue
+                # on its side at both ends: did it cross the kink and come back inside the
+                # step?  Only a pair moving toward its kink fast enough to reach it can.
+                v0 = 0.0
+                for d in range(D):
+                    v0 += K[0, m + k * D + d] * X[i, d]
+                if md * v0 < 0.0:
+                    z0 = _preact(y0, X, dims, k, i)
+                    if md * (z0 + DIP_REACH * h * v0) < 0.0 < md * z0:
+                        th = _dip_root(y0, K, P, h, X, dims, k, i, md, z0, th_b)
+                        if th < th_b:
+                            th_b = th
+                            k_b = k
+                            i_b = i
         best_th[b] = th_b
         best_k[b] = k_b
         best_i[b] = i_b

@@ -86,7 +86,7 @@ output summed in eight lanes.
 their bounds, leaving a kink without an event, repelling kinks left).
 6: a dead ReLU neuron is held (every sample on its kink at slope 0).
 7: a kink crossed and crossed back inside one step is located (the first crossing ends
-the step)."""
+the step); a pair on its kink to rounding is followed from where it leaves it."""
 
 FORMAT = "flowsim-store/1"
 RECORD_FORMAT = "flowsim-result/2"

@@ -107,6 +107,25 @@ def test_a_kink_crossed_and_recrossed_inside_one_step_is_located(curvature, root
         assert (k, i) == (0, 0) and th == pytest.approx(root, abs=1e-12)
 
 
+def test_a_pair_on_its_kink_to_rounding_does_not_stall_the_flow():
+    """At (gamma, m, seed) = (1.5, 3162, 2) of the full phase diagram, pair (3086, x =
+    2/3) sat on its kink at z = 9e-19 on its active side, moving up at 8.5e-8, and came
+    back down through the kink later in the step.  The root search found the rounding
+    at theta = 0 instead, the decision kept the pattern, and the next step found it
+    again: the run stood at t = 1.8422 for 600 s.  Now it is followed from where it
+    leaves its kink."""
+    from flowsim.validation._cases import sin1d
+
+    X, y = sin1d(4)
+    net = fs.TwoLayer("relu", 3162, 1)
+    theta0 = net.init(2, gamma=1.5, gamma_prime=0.0)
+    R0 = 0.5 * np.mean(y**2)  # the steps depend on t_end: the validation's, stopped early
+    traj = fs.simulate(net, theta0, X, y, method="dopri5", rtol=1e-8, t_end=1e4,
+                       events=[fs.loss_below(0.97 * R0)], save_state="final", max_wall=120,
+                       progress=False)  # fmt: skip
+    assert traj.status == "event" and traj.t_final > 1.85 and traj.n_switches < 2000
+
+
 def test_a_neuron_driven_to_zero_input_weight_stays_dead():
     """The case that stalled before: at m = 300 a neuron with a_k < 0 slid on the kinks of
     x = 1 and then x = -1, which in (w, b) leaves only w_k = 0; the flow holds it there

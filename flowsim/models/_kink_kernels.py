@@ -930,7 +930,12 @@ def _crossings(y0, y1, K, P, h, X, dims, mode, best_th, best_k, best_i, sliding)
                     z1 += y1[m + k * D + d] * X[i, d]
                 if md * z1 < 0.0 and md * z1 < -SWITCH_EPS * _scale(y1, X, dims, k, i):
                     z0 = _preact(y0, X, dims, k, i)
-                    if md * z0 > 0.0:
+                    eps0 = SWITCH_EPS * _scale(y0, X, dims, k, i)
+                    # clearly on its side at the start: the crossing is the root of the
+                    # dense output.  On its kink (to rounding, on either side), a root
+                    # could be that rounding, found again at every step (a stall): the
+                    # pair is followed from where it leaves (_return_root).
+                    if md * z0 > eps0:
                         th_hi = min(th_b, 1.0)
                         z_hi = z1
                         if th_b < 1.0:  # one evaluation rules out a crossing after the best
@@ -938,7 +943,7 @@ def _crossings(y0, y1, K, P, h, X, dims, mode, best_th, best_k, best_i, sliding)
                             if md * z_hi > 0.0:
                                 continue
                         th = _root(y0, K, P, h, X, dims, k, i, 0.0, th_hi, z0, z_hi)
-                    elif md * z0 >= -SWITCH_EPS * _scale(y0, X, dims, k, i):
+                    elif md * z0 >= -eps0:
                         th = _return_root(y0, K, P, h, X, dims, k, i, md, z1)
                     else:  # already on the other side at the start
                         th = 0.0

@@ -487,8 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small sizes (default)")
     size.add_argument("--full", action="store_true",
-                      help="paper sizes (slow: about 15 minutes on 2 idle cores, most of it "
-                      "simulation that is cached for the next run)")  # fmt: skip
+                      help="paper sizes (slow: the phase diagram's sweeps alone take about "
+                      "19 minutes on 2 idle cores; simulations are cached for the next "
+                      "run)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default: ./flowsim-results/validate-NNN)")  # fmt: skip
     p.add_argument("--json", metavar="FILE", help="also write the records as JSON")

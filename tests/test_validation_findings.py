@@ -96,29 +96,29 @@ def test_limit_slopes_and_band():
     assert phase_diagram.measured_regime(0.07, 0.0625) == "condensed"
 
 
-def _runs(gamma, rd_of_m, widths, seeds, rng):
+def _gd_runs(rd):
+    n = rd.size
+    return {"RD": rd, "t": np.ones(n), "loss": np.full(n, 1e-7), "lr": np.full(n, 0.05),
+            "lambda0": np.ones(n), "lambda_end": np.ones(n), "rising": np.zeros(n),
+            "wall": np.ones(n)}  # fmt: skip
+
+
+def _flow_runs(rd_of_m, widths, rng, seeds=(0,), gd_widths=None):
+    """Runs of one gamma: RD from the flow at ``widths`` x ``seeds``, GD beside it
+    (``run["gd"]``); with ``gd_widths`` (full size) GD at those widths too
+    (``run["gd_wide"]``)."""
     m = np.repeat(np.asarray(widths, dtype=float), len(seeds))
     rd = rd_of_m(m) * np.exp(0.002 * rng.standard_normal(m.size))
     n = m.size
-    return {"width": m.astype(int), "seed": np.tile(seeds, len(widths)), "RD": rd,
-            "t": np.ones(n), "loss": np.full(n, 1e-7), "lr": np.full(n, 0.01),
-            "lambda0": np.ones(n), "lambda_end": np.ones(n), "rising": np.zeros(n),
-            "wall": np.ones(n), "flow_RD": 1.0, "flow_status": "event",
-            "gd_RD_at_flow_width": 1.0}  # fmt: skip
-
-
-def _flow_runs(rd_of_m, widths, rng):
-    """Quick-size runs: RD from the flow, GD beside it (``run["gd"]``)."""
-    m = np.asarray(widths, dtype=float)
-    rd = rd_of_m(m) * np.exp(0.002 * rng.standard_normal(m.size))
-    n = m.size
-    gd = {"RD": rd * (1 + 1e-3), "t": np.ones(n), "loss": np.full(n, 1e-7),
-          "lr": np.full(n, 0.05), "lambda0": np.ones(n), "lambda_end": np.ones(n),
-          "rising": np.zeros(n), "wall": np.ones(n)}  # fmt: skip
-    return {"trained_by": "flow", "width": m.astype(int), "seed": np.zeros(n, dtype=int),
-            "RD": rd, "t": np.ones(n), "loss": np.full(n, 1e-6), "nfev": np.full(n, 100),
-            "switches": np.full(n, 10), "status": np.array(["event"] * n, dtype="<U16"),
-            "wall": np.ones(n), "gd": gd}  # fmt: skip
+    run = {"width": m.astype(int), "seed": np.tile(seeds, len(widths)),
+           "RD": rd, "t": np.ones(n), "loss": np.full(n, 1e-6), "nfev": np.full(n, 100),
+           "switches": np.full(n, 10), "status": np.array(["event"] * n, dtype="<U16"),
+           "wall": np.ones(n), "gd": _gd_runs(rd * (1 + 1e-3))}  # fmt: skip
+    if gd_widths is not None:
+        wide = np.repeat(np.asarray(gd_widths, dtype=float), len(seeds))
+        rd_wide = rd_of_m(wide) * np.exp(0.002 * rng.standard_normal(wide.size))
+        run["gd_wide"] = {"width": wide.astype(int), **_gd_runs(rd_wide)}
+    return run
 
 
 def test_flow_trained_runs_fail_where_the_flow_stops_short_or_gd_disagrees(rng):
@@ -135,6 +135,10 @@ def test_flow_trained_runs_fail_where_the_flow_stops_short_or_gd_disagrees(rng):
     data["runs"][1.5]["gd"]["RD"][3] *= 1.03
     record = {r.name: r for r in phase_diagram.evaluate(data, "quick")}["phase_diagram.gd_vs_flow"]
     assert not record.passed and "gamma 1.5: 3.1e-02 at m = 1000" in record.note  # 1.001 x 1.03
+    data["runs"][1.5]["gd"]["RD"][3] /= 1.03
+    data["runs"][1.5]["gd"]["RD"][1] = np.nan  # a GD run that failed
+    record = {r.name: r for r in phase_diagram.evaluate(data, "quick")}["phase_diagram.gd_vs_flow"]
+    assert not record.passed and "gamma 1.5: inf at m = 100" in record.note
     data["runs"][0.5]["status"][2] = "max_wall"
     records = {r.name: r for r in phase_diagram.evaluate(data, "quick")}
     assert not records["phase_diagram.gamma_0.5"].passed
@@ -151,13 +155,15 @@ def _plane_run(rd_of_m, rng):
 def test_points_off_the_axis_get_records_of_their_own(rng):
     """Full size: one record per (gamma, gamma') point of the plane, the regime of its S_w
     against [LXMZ21]'s; a flow that stopped short fails its point."""
-    widths, seeds = [32, 100, 316, 1000], np.arange(1)
-    data = {"runs": {0.5: _runs(0.5, lambda m: 3.0 * m**-0.5, widths, seeds, rng),
-                     1.5: _runs(1.5, lambda m: 1.1 * m**0.25, widths, seeds, rng)},
+    widths, seeds, wide = [32, 100, 316, 1000], np.arange(1), [32, 100, 316, 1000, 3162, 10000]
+    data = {"runs": {0.5: _flow_runs(lambda m: 3.0 * m**-0.5, widths, rng, seeds, wide),
+                     1.5: _flow_runs(lambda m: 1.1 * m**0.25, widths, rng, seeds, wide)},
             "plane": {(0.5, 0.5): _plane_run(lambda m: 2.0 * m**-1.5, rng),
                       (1.0, -0.5): _plane_run(lambda m: 1.2 * m**0.2, rng),
                       (1.75, -0.5): _plane_run(lambda m: m**0.6, rng)}}  # fmt: skip
     records = {r.name: r for r in phase_diagram.evaluate(data, "full")}
+    assert records["phase_diagram.gamma_1.5"].passed
+    assert "GD over m = 100 ... 10000: S_w = +0.25" in records["phase_diagram.gamma_1.5"].note
     linear = records["phase_diagram.plane_0.5_0.5"]
     assert linear.passed and linear.theory == linear.measured == "linear"
     critical = records["phase_diagram.plane_1_-0.5"]
@@ -178,9 +184,9 @@ def test_critical_verdict_does_not_flip_with_the_number_of_seeds(rng, n_seeds):
     (the old 2-stderr rule then said "linear"); the band keeps it critical at any seed count."""
     widths = [32, 100, 316, 1000, 3162, 10000, 31623, 100000]
     seeds = np.arange(n_seeds)
-    data = {"runs": {1.0: _runs(1.0, lambda m: 1.4 * (1 + 0.3 / np.sqrt(m)), widths, seeds, rng),
-                     0.5: _runs(0.5, lambda m: 3.0 * m**-0.5, widths, seeds, rng),
-                     1.5: _runs(1.5, lambda m: 1.1 * m**0.25, widths, seeds, rng)}}  # fmt: skip
+    runs = {1.0: lambda m: 1.4 * (1 + 0.3 / np.sqrt(m)), 0.5: lambda m: 3.0 * m**-0.5,
+            1.5: lambda m: 1.1 * m**0.25}  # fmt: skip
+    data = {"runs": {g: _flow_runs(rd, widths, rng, seeds) for g, rd in runs.items()}}
     records = {r.name: r for r in phase_diagram.evaluate(data, "full")}
     assert records["phase_diagram.gamma_1"].measured == "critical"
     assert records["phase_diagram.gamma_1"].passed

@@ -56,9 +56,9 @@ def test_phase_diagram_steps_are_stable_and_runs_long_enough():
     < 1), so dt shrinks with it; runs last longer where the loss decays more slowly."""
     sizes = phase_diagram.SIZES["full"]
     for gamma in sizes["gammas"]:
-        steps = [phase_diagram.full_step(gamma, m) for m in sizes["widths"]]
-        ends = [phase_diagram.full_t_end(gamma, m) for m in sizes["widths"]]
+        steps = [phase_diagram.full_step(gamma, m) for m in sizes["gd_widths"]]
+        ends = [phase_diagram.full_t_end(gamma, m) for m in sizes["gd_widths"]]
         assert all(0 < dt <= 0.05 for dt in steps)
         assert steps == sorted(steps, reverse=True) and ends == sorted(ends, reverse=True)
-        for m, dt in zip(sizes["widths"], steps, strict=True):
+        for m, dt in zip(sizes["gd_widths"], steps, strict=True):
             assert dt * m ** (1 - gamma) <= 1 / 3 + 1e-12 or dt == 0.05

@@ -185,6 +185,11 @@ def _data():
     return sin1d(PROTOCOL["n_points"])
 
 
+def _initial_loss() -> float:
+    """``R(0) = mean(y^2)/2`` (every net starts with f = O(small) against y)."""
+    return 0.5 * float(np.mean(_data()[1] ** 2))
+
+
 def _curvature_bound(net, theta, X, y) -> float:
     """Upper bound on the largest Hessian eigenvalue of a ReLU two-layer net (alpha = 1).
 
@@ -213,7 +218,7 @@ def _curvature_bound(net, theta, X, y) -> float:
 def _train(gamma, width, seed):
     """GD until loss <= loss_rtol * R(0); returns RD and the run's bookkeeping."""
     X, y = _data()
-    R0 = 0.5 * float(np.mean(y**2))
+    R0 = _initial_loss()
     net = fs.TwoLayer("relu", width, 1)
     theta0 = net.init(seed, gamma=gamma, gamma_prime=0.0)
     lam0 = _curvature_bound(net, theta0, X, y)
@@ -243,7 +248,7 @@ def _flow(gamma, width, seed):
     docs/theory.md §11) until loss <= loss_rtol * R(0); returns RD and the run's
     bookkeeping."""
     X, y = _data()
-    R0 = 0.5 * float(np.mean(y**2))
+    R0 = _initial_loss()
     net = fs.TwoLayer("relu", width, 1)
     theta0 = net.init(seed, gamma=gamma, gamma_prime=0.0)
     tic = time.perf_counter()
@@ -308,8 +313,7 @@ def full_t_end(gamma: float, m: int) -> float:
 
 def loss_threshold() -> float:
     """``loss_rtol * R(0)`` with ``R(0) = mean(y^2)/2``, to six digits (a config value)."""
-    _, y = _data()
-    return float(f"{PROTOCOL['loss_rtol'] * 0.5 * float(np.mean(y**2)):.6g}")
+    return float(f"{PROTOCOL['loss_rtol'] * _initial_loss():.6g}")
 
 
 def _run_dict(gamma, width, seed, solver, events=(), gamma_prime=0.0) -> dict:
@@ -377,31 +381,29 @@ def _simulate_full(size, *, store=None, scheduler="local", workers=None, progres
     store, records = sweep_records(files, store=store, scheduler=scheduler, workers=workers,
                                    progress=progress)  # fmt: skip
     configs = full_configs(size)
-    R0 = 0.5 * float(np.mean(_data()[1] ** 2))
+    R0 = _initial_loss()
     floor = 1e-3 * PROTOCOL["loss_rtol"] * R0  # losses below it are rounding, not rising
-    gd = {key: _stored_gd(store, records, cfg, R0, floor) for key, cfg in configs["gd"].items()}
+    gd = {key: {"width": key[1], **_stored_gd(store, records, cfg, R0, floor)}
+          for key, cfg in configs["gd"].items()}  # fmt: skip
     runs = {}
     for gamma in SIZES[size]["gammas"]:
-        flow = {(m, seed): _stored_flow(store, records, cfg, R0)
+        flow = {(m, seed): {"width": m, "seed": seed, **_stored_flow(store, records, cfg, R0)}
                 for (g, m, seed), cfg in configs["flow"].items() if g == gamma}  # fmt: skip
-        wide = {(m, seed): row for (g, m, seed), row in gd.items() if g == gamma}
         runs[gamma] = {
-            "width": np.array([m for m, _ in flow]), "seed": np.array([s for _, s in flow]),
-            **_columns(list(flow.values())),
-            "gd": _columns([wide[key] for key in flow]),  # beside the flow, run by run
-            "gd_wide": {"width": np.array([m for m, _ in wide]), **_columns(list(wide.values()))},
+            **_columns(flow.values()),
+            "gd": _columns(gd[gamma, m, seed] for m, seed in flow),  # beside it, run by run
+            "gd_wide": _columns(row for (g, _, _), row in gd.items() if g == gamma),
         }  # fmt: skip
     plane = {}
     for (g, gp, m), cfg in configs["plane"].items():
-        plane.setdefault((g, gp), {"width": []})["width"].append(m)
-        plane[g, gp].setdefault("rows", []).append(_stored_flow(store, records, cfg, R0))
-    plane = {point: {"width": np.array(p["width"]), **_columns(p["rows"])}
-             for point, p in plane.items()}  # fmt: skip
+        plane.setdefault((g, gp), []).append({"width": m, **_stored_flow(store, records, cfg, R0)})
+    plane = {point: _columns(rows) for point, rows in plane.items()}
     return {"runs": runs, "protocol": "sweep", "plane": plane}
 
 
-def _columns(rows: list) -> dict:
-    """``{key: array}`` of a list of rows with the same keys."""
+def _columns(rows) -> dict:
+    """``{key: array}`` of rows (dicts with the same keys)."""
+    rows = list(rows)
     return {key: np.array([row[key] for row in rows]) for key in rows[0]}
 
 
@@ -495,7 +497,7 @@ def _training_note(run) -> str:
     gd = run["gd"]
     slowest = int(np.argmax(run["wall"]))
     # the sweeps' event threshold is loss_threshold(), 1e-6 R(0) to six digits
-    R0 = 0.5 * float(np.mean(_data()[1] ** 2))
+    R0 = _initial_loss()
     target = max(PROTOCOL["loss_rtol"], loss_threshold() / R0)
     reached = run["loss"] <= target * (1.0 + EVENT_RTOL)
     note = (f"every run reached loss <= {PROTOCOL['loss_rtol']:g} R(0): "

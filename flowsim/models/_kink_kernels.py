@@ -868,12 +868,13 @@ def _dip_root(y0, K, P, h, X, dims, k, i, md, z0, before):
     first crossing seen on :data:`LEAVE_GRID` points of the dense output before
     ``before``, located between the grid points around it, or 2.0 if none."""
     z_prev = z0
+    eps = SWITCH_EPS * _scale(y0, X, dims, k, i)
     for j in range(1, LEAVE_GRID):
         th = j / LEAVE_GRID
         if th >= before:
             break
         z = _dense_preact(y0, K, P, h, th, X, dims, k, i)
-        if md * z < -SWITCH_EPS * _scale(y0, X, dims, k, i):
+        if md * z < -eps:
             return _root(y0, K, P, h, X, dims, k, i, th - 1.0 / LEAVE_GRID, th, z_prev, z)
         z_prev = z
     return 2.0

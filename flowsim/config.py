@@ -25,6 +25,8 @@ Schema (TOML; ``*`` marks required fields, brackets give defaults)::
     input_dim = 1             # [from the data] input dimension d (checked against the data)
     bias = true               # [true] append x~ = (x, 1)
     alpha = 1.0               # [1.0] output scale f = (1/alpha) sum_k a_k sigma(...)
+    smoothing = 0.0           # [0.0] three_layer only, relu / leaky relu: kink smoothing in
+                              #   [0, 1) (0: exact kinks; see flowsim.ThreeLayer)
 
     [data]
     kind = "sin1d"            # * "sin1d" | "sum_sin" | "gaussian" | "file" (see flowsim.data)
@@ -243,6 +245,7 @@ class ModelConfig:
     input_dim: int | None = None
     bias: bool = True
     alpha: float = 1.0
+    smoothing: float = 0.0
 
     def __post_init__(self):
         from flowsim.activations import REGISTRY, activation
@@ -279,6 +282,17 @@ class ModelConfig:
             _set(self, "input_dim", _int("model.input_dim", self.input_dim))
         _set(self, "bias", _bool("model.bias", self.bias))
         _set(self, "alpha", _float("model.alpha", self.alpha, positive=True))
+        smoothing = _float("model.smoothing", self.smoothing, low=0.0, what="a number in [0, 1)")
+        _set(self, "smoothing", smoothing)
+        if self.smoothing:
+            from flowsim.models._base import check_smoothing
+
+            if self.kind != "three_layer":
+                raise ConfigError("model.smoothing", "only for kind 'three_layer'; use 0")
+            try:
+                check_smoothing(self.smoothing, activation(self.activation))
+            except ValueError as exc:
+                raise ConfigError("model.smoothing", str(exc)) from None
 
     def build(self, input_dim: int):
         """The network, for data of dimension ``input_dim``."""
@@ -288,7 +302,8 @@ class ModelConfig:
             return TwoLayer(
                 self.activation, self.width, input_dim, bias=self.bias, alpha=self.alpha
             )
-        return ThreeLayer(self.activation, self.widths, input_dim, bias=self.bias, alpha=self.alpha)
+        return ThreeLayer(self.activation, self.widths, input_dim, bias=self.bias, alpha=self.alpha,
+                          smoothing=self.smoothing)  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -57,6 +57,8 @@ def _blocks(net) -> list[tuple[str, str, int, int]]:
     if isinstance(net, TwoLayer):
         return [("W", "0", net.width, net.input_dim), ("a", "2", 1, net.width)]
     if isinstance(net, ThreeLayer):
+        if net.smoothing:
+            raise ValueError("a ThreeLayer with smoothing > 0 has no PyTorch counterpart")
         m1, m2 = net.widths
         return [("V", "0", m1, net.input_dim), ("W", "2", m2, m1), ("a", "4", 1, m2)]
     raise TypeError(f"net must be a flowsim TwoLayer or ThreeLayer, got {type(net).__name__}")

@@ -204,7 +204,39 @@ def three_layer_gradient(spec, a, W, V, X, y, *, alpha, bias):
     return ga, gW, gV
 
 
+def smoothed_kink(z, s, eps, lo, hi):
+    """``lo z + (hi - lo) s rho(z / s)``: the kink at 0 smoothed over ``|z| < eps s`` by
+    the C^2 ramp ``rho = 2 eps t^3 (1 - t/2)``, ``t = (r + eps) / (2 eps)`` (ReLU outside)."""
+    r = z / s
+    t = np.clip((r + eps) / (2 * eps), 0.0, 1.0)
+    rho = np.where(r >= eps, r, 2 * eps * t**3 * (1 - t / 2))
+    return lo * z + (hi - lo) * s * rho
+
+
+def three_layer_smoothed_loss(theta, net, X, y) -> float:
+    """R of a ``ThreeLayer(..., smoothing=eps)`` from its documented formula (NumPy)."""
+    lo, hi = (float(net.activation.derivative(v)) for v in (-1.0, 1.0))
+    eps = net.smoothing
+    a, W, V = three_layer_split(theta, net.widths, net.D, net.bias)
+    Xa = augment(X, net.bias)
+    Z = Xa @ V.T
+    H = augment(smoothed_kink(Z, np.sqrt(Xa**2 @ (V**2).T), eps, lo, hi), net.bias)
+    G = smoothed_kink(H @ W.T, np.sqrt(H**2 @ (W**2).T), eps, lo, hi)
+    e = G @ a / net.alpha - np.asarray(y)
+    return 0.5 * float(np.mean(e * e))
+
+
 # --------------------------------------------------------------------------- flat helpers
+
+
+def central_differences(loss, theta, h=1e-6) -> np.ndarray:
+    """``d loss / d theta`` by central differences of step ``h``."""
+    out = np.empty_like(theta)
+    for i in range(theta.size):
+        step = np.zeros_like(theta)
+        step[i] = h
+        out[i] = (loss(theta + step) - loss(theta - step)) / (2 * h)
+    return out
 
 
 def flat_gradient(net, theta, X, y) -> np.ndarray:

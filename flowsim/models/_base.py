@@ -59,6 +59,31 @@ def check_positive_float(name: str, value) -> float:
     return value
 
 
+def kink_slopes(act: Activation) -> tuple[float, float] | None:
+    """``(sigma'(-1), sigma'(1))`` of a piecewise-linear activation with a kink at 0
+    (positively homogeneous of degree 1, two slopes), else None."""
+    if act.homogeneous != 1:
+        return None
+    lo, hi = float(act.derivative(-1.0)), float(act.derivative(1.0))
+    return (lo, hi) if lo != hi else None
+
+
+def check_smoothing(value, act: Activation) -> float:
+    """A kink smoothing width (:class:`flowsim.ThreeLayer`): a float in [0, 1), and 0
+    unless the activation has a kink."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating)):
+        raise ValueError(f"smoothing must be a number in [0, 1), got {value!r}")
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {value!r}")
+    if value and kink_slopes(act) is None:
+        raise ValueError(
+            f"smoothing applies to a piecewise-linear activation with a kink (relu, leaky "
+            f"relu); {act.name!r} has none: use smoothing = 0"
+        )
+    return value
+
+
 def no_switching() -> tuple[np.ndarray, np.ndarray]:
     """Empty ``mode``/``aux`` arrays: evaluate the activation itself, no kink treatment."""
     return np.zeros((0, 0), dtype=np.int8), np.zeros((0, 0))
@@ -294,6 +319,8 @@ class Model:
         """
         from flowsim.models import _hessian_kernels
 
+        if getattr(self, "smoothing", 0.0):
+            raise NotImplementedError("no Hessian kernel for a net with smoothed kinks")
         kernel = getattr(_hessian_kernels, f"hessian_{self.kind}", None)
         if kernel is None:
             raise NotImplementedError(f"no Hessian kernel for {type(self).__name__}")

@@ -2,7 +2,7 @@
 
 ``theta = [a (m2), W (m2, m1b) row-major, V (m1, D) row-major]`` in normalized
 variables, ``m1b = m1 + 1`` with a second-layer bias (last column of W), else m1.
-Constants ``c = [c_f, b_V, b_W, c_a, c_W, c_V]``::
+Constants ``c = [c_f, b_V, b_W, c_a, c_W, c_V, eps, lo, hi]``::
 
     z_ij = b_V v_j . x_i,     h_ij = sigma(z_ij)       (h_i,m1 = 1 with bias)
     u_ik = b_W sum_j W_kj h_ij,   g_ik = sigma(u_ik)
@@ -10,6 +10,12 @@ Constants ``c = [c_f, b_V, b_W, c_a, c_W, c_V]``::
     da/dt = -c_a (1/n) G^T e
     dW/dt = -c_W (1/n) (e a^T * sigma'(U))^T H
     dV/dt = -c_V (1/n) ((e a^T * sigma'(U)) W[:, :m1] * sigma'(Z))^T X
+
+With ``eps > 0`` the kinks of a piecewise-linear activation (slopes ``lo``, ``hi``) are
+smoothed relative to each pair's own scale (:func:`_smoothed`, docs/theory.md §11):
+sigma(z) is ``lo z + (hi - lo) s rho(z / s)`` with ``s_ij^2 = sum_d V_jd^2 x~_id^2`` in
+layer 1 and ``s_ik^2 = sum_j W_kj^2 h_ij^2`` in layer 2, which adds the terms of ``s``'s
+own gradient to dW and dV.
 
 ``dims = [m1, m2, D, bias, activation]``, the last the address of the activation's
 callback (:func:`flowsim._abi.activate`: this template is compiled once for every
@@ -40,7 +46,7 @@ def _unpack3(theta, dims):
     return a, W, V
 
 
-N_CONSTANTS = 6
+N_CONSTANTS = 9
 """Entries of ``c`` before the run block (:data:`flowsim._abi.RUN_BLOCK`)."""
 
 ACTIVATION = 4
@@ -48,10 +54,10 @@ ACTIVATION = 4
 
 
 @jit
-def _mask(A, dA, start_unit, keep, seed, step):
-    """Dropout on a hidden layer: row i of ``A`` (its first ``dA.shape[1]`` columns)
-    and of ``dA`` times the mask of units ``start_unit ..`` of the stream
-    ``(seed, step, i)`` (1/p kept, 0 dropped)."""
+def _mask(A, dA, tA, start_unit, keep, seed, step):
+    """Dropout on a hidden layer: row i of ``A`` (its first ``dA.shape[1]`` columns),
+    of ``dA`` and of ``tA`` (if it has columns) times the mask of units ``start_unit ..``
+    of the stream ``(seed, step, i)`` (1/p kept, 0 dropped)."""
     width = dA.shape[1]
     R = np.empty(width)
     for i in range(A.shape[0]):
@@ -59,6 +65,45 @@ def _mask(A, dA, start_unit, keep, seed, step):
         for j in range(width):
             A[i, j] *= R[j]
             dA[i, j] *= R[j]
+        if tA.shape[1] > 0:
+            for j in range(width):
+                tA[i, j] *= R[j]
+
+
+@jit
+def _smoothed(Z, S2, scale, eps, lo, hi, A, dA, tA):
+    """A piecewise-linear activation with its kink smoothed over ``|z| < eps s``.
+
+    ``sigma(z) = lo z + (hi - lo) s rho(z / s)``, ``s = sqrt(S2)``, with ``rho`` the ReLU
+    outside ``|r| < eps`` and inside it the C^2 ramp ``rho(r) = 2 eps t^3 (1 - t / 2)``,
+    ``t = (r + eps) / (2 eps)`` (``rho' = t^2 (3 - 2 t)``).  Writes ``A = scale sigma``
+    (first ``Z.shape[1]`` columns), its slope ``dA = lo + (hi - lo) rho'`` and
+    ``tA = (hi - lo) (rho - r rho') / s``, the weight of ``s``'s gradient: ``sigma`` is
+    positively homogeneous of degree 1 in (z, s) jointly, and
+    ``d sigma = dA dz + s tA ds``.
+    """
+    n, w = Z.shape
+    for i in range(n):
+        for j in range(w):
+            z = Z[i, j]
+            s = math.sqrt(S2[i, j])
+            if s == 0.0:  # z = 0 too: the middle of the ramp
+                A[i, j] = 0.0
+                dA[i, j] = lo + 0.5 * (hi - lo)
+                tA[i, j] = 0.0
+                continue
+            r = z / s
+            if r <= -eps:
+                rho, d = 0.0, 0.0
+            elif r >= eps:
+                rho, d = r, 1.0
+            else:
+                t = (r + eps) / (2.0 * eps)
+                rho = 2.0 * eps * t * t * t * (1.0 - 0.5 * t)
+                d = t * t * (3.0 - 2.0 * t)
+            A[i, j] = scale * (lo * z + (hi - lo) * s * rho)
+            dA[i, j] = lo + (hi - lo) * d
+            tA[i, j] = (hi - lo) * (rho - r * d) / s
 
 
 @jit
@@ -71,29 +116,39 @@ def _hidden(theta, X, c, dims, run=-1):
     m1 = dims[0]
     m2 = dims[1]
     m1b = m1 + dims[3]
+    eps = c[6]
+    smooth = eps > 0.0
     Z = np.dot(X, V.T)
     H = np.empty((n, m1b))
     dZ = np.empty((n, m1))
+    tZ = np.empty((n, m1 if smooth else 0))
+    if smooth:
+        _smoothed(Z, np.dot(X * X, (V * V).T), c[1], eps, c[7], c[8], H, dZ, tZ)
     for i in range(n):
-        _abi.activate(dims[ACTIVATION], Z[i], m1, c[1], 1, H[i], dZ[i], dZ[i])
+        if not smooth:
+            _abi.activate(dims[ACTIVATION], Z[i], m1, c[1], 1, H[i], dZ[i], dZ[i])
         if m1b > m1:
             H[i, m1] = 1.0
     if run >= 0 and c[run + 3] < 1.0:
-        _mask(H, dZ, 0, c[run + 3], np.int64(c[run + 5]), np.int64(c[run + 6]))
+        _mask(H, dZ, tZ, 0, c[run + 3], np.int64(c[run + 5]), np.int64(c[run + 6]))
     U = np.dot(H, W.T)
     G = np.empty((n, m2))
     dU = np.empty((n, m2))
-    _abi.activate(dims[ACTIVATION], U, n * m2, c[2], 1, G, dU, dU)
+    tU = np.empty((n, m2 if smooth else 0))
+    if smooth:
+        _smoothed(U, np.dot(H * H, (W * W).T), c[2], eps, c[7], c[8], G, dU, tU)
+    else:
+        _abi.activate(dims[ACTIVATION], U, n * m2, c[2], 1, G, dU, dU)
     if run >= 0 and c[run + 4] < 1.0:
-        _mask(G, dU, m1, c[run + 4], np.int64(c[run + 5]), np.int64(c[run + 6]))
-    return a, W, H, dZ, G, dU
+        _mask(G, dU, tU, m1, c[run + 4], np.int64(c[run + 5]), np.int64(c[run + 6]))
+    return a, W, V, H, dZ, tZ, G, dU, tU
 
 
 @jit
 def forward(theta, X, c, dims, out):
     """out[i] = f(x_i)."""
     m2 = dims[1]
-    a, W, H, dZ, G, dU = _hidden(theta, X, c, dims)
+    a, W, V, H, dZ, tZ, G, dU, tU = _hidden(theta, X, c, dims)
     for i in range(X.shape[0]):
         s = 0.0
         for k in range(m2):
@@ -131,7 +186,7 @@ def flow(theta, X, y, c, dims, mode, aux, out):
     m2 = dims[1]
     m1b = m1 + dims[3]
     run = N_CONSTANTS if c.size == N_CONSTANTS + _abi.N_RUN else -1  # called by the core
-    a, W, H, dZ, G, dU = _hidden(theta, X, c, dims, run)
+    a, W, V, H, dZ, tZ, G, dU, tU = _hidden(theta, X, c, dims, run)
     pen = c[run + 2] * c[0] if run >= 0 else 0.0
     e = np.empty(n)
     total = 0.0
@@ -142,13 +197,14 @@ def flow(theta, X, y, c, dims, mode, aux, out):
         e[i] = c[0] * s - y[i]
         total += e[i] * e[i]
     Delta = np.empty((n, m2))
+    E = np.empty((n, m2))  # unit k's residual on sample i (with the penalty: its own)
     if pen == 0.0:
         ga = np.dot(G.T, e)
         for i in range(n):
             for k in range(m2):
+                E[i, k] = e[i]
                 Delta[i, k] = e[i] * a[k] * dU[i, k]
     else:  # the dropout penalty on layer 2: unit k's own residual e_i + pen a_k g_ik
-        E = np.empty((n, m2))
         for i in range(n):
             for k in range(m2):
                 E[i, k] = e[i] + pen * a[k] * G[i, k]
@@ -156,10 +212,13 @@ def flow(theta, X, y, c, dims, mode, aux, out):
         ga = np.sum(G * E, axis=0)
     gW = np.dot(Delta.T, H)
     B = np.dot(Delta, np.ascontiguousarray(W[:, :m1]))
-    for i in range(n):
-        for j in range(m1):
-            B[i, j] *= dZ[i, j]
-    gV = np.dot(B.T, X)
+    if tU.shape[1] > 0:  # smoothed kinks: the gradients of s_ik and s_ij
+        Et = E * a * tU
+        gW += W * np.dot(Et.T, H * H)
+        B += H[:, :m1] * np.dot(Et, np.ascontiguousarray((W * W)[:, :m1]))
+        gV = V * np.dot((B * tZ).T, X * X) + np.dot((B * dZ).T, X)
+    else:
+        gV = np.dot((B * dZ).T, X)
     for k in range(m2):
         out[k] = -c[3] * ga[k] / n
     off = m2

@@ -14,7 +14,7 @@ import sympy as sp
 from flowsim import _codegen
 from flowsim.activations import Activation
 from flowsim.models import _kink_kernels, _smooth_switching, _two_layer_kernels
-from flowsim.models._base import Model, check_positive_int
+from flowsim.models._base import Model, check_positive_int, kink_slopes
 from flowsim.models._init import draw_init, resolve_stds
 
 
@@ -62,8 +62,7 @@ class TwoLayer(Model):
 
     @property
     def has_kinks(self) -> bool:
-        act = self.activation
-        return act.homogeneous == 1 and act.derivative(-1.0) != act.derivative(1.0)
+        return kink_slopes(self.activation) is not None
 
     def _model_source(self) -> str:
         """The kink treatment (:mod:`flowsim.models._kink_kernels`) for a piecewise-linear

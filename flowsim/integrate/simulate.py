@@ -28,7 +28,7 @@ from flowsim.integrate.explicit import N_FST, N_IST
 from flowsim.integrate.tableaus import TABLEAUS
 from flowsim.integrate.training import check as check_training
 from flowsim.integrate.trajectory import EventRecord, Trajectory, package_versions
-from flowsim.models._base import Model, no_switching, real_array
+from flowsim.models._base import Model, kink_slopes, no_switching, real_array
 
 # Method table: name -> (family, tableau name or discrete rule, adaptive)
 METHODS: dict[str, tuple[str, str | int, bool]] = {
@@ -733,6 +733,13 @@ def simulate(
         "max_wall": f"stopped after max_wall = {max_wall} s at t = {t_now:.6g}",
         "interrupted": f"interrupted at t = {t_now:.6g}",
     }
+    stopped = status in ("step_too_small", "max_steps", "max_wall")
+    if stopped and _chatters(net, rejected=ist[1], accepted=ist[0]):
+        messages[status] += (
+            f"; {int(ist[1])} of {int(ist[0] + ist[1])} steps were rejected: the flow likely "
+            "chatters on pairs sliding on their kinks, which ThreeLayer(..., smoothing=eps) "
+            "smooths (docs/theory.md §11)"
+        )
     config = {
         "net": repr(net),
         "activation": getattr(net.activation, "text", None),
@@ -879,6 +886,13 @@ BDF from the start was as fast at equal accuracy but less accurate per rtol
 kernels made the first run of a small net 6 s slower (cold cache: 25 s)."""
 FACTOR_MAX_BYTES = 2**30
 """Largest work space of the Jacobian factor that ``rodas``, ``bdf`` and ``auto`` accept."""
+
+
+def _chatters(net, *, rejected, accepted) -> bool:
+    """A three-layer net with exact kinks whose steps were mostly rejected (at least a
+    quarter): the sign of a flow chattering on its kinks."""
+    kinked = net.kind == "three_layer" and not net.smoothing
+    return kinked and kink_slopes(net.activation) is not None and 4 * rejected >= accepted
 
 
 def _factor_supported(net, n: int):

@@ -163,3 +163,23 @@ def test_a_chattering_exact_kink_run_points_to_the_smoothing():
     traj = fs.simulate(smooth, smooth.init(0, scale=1e-3), X, y, t_end=100.0, max_steps=3000,
                        progress=False)  # fmt: skip
     assert traj.status == "done"  # the same run, smoothed, ends within those 3000 steps
+
+
+def test_regrouping_neurons_keeps_the_smoothing_where_it_is_exact():
+    """Second-layer neurons split or merge exactly (each ramp is homogeneous in W_k);
+    first-layer ones would change s_ik, so that is refused."""
+    rng = np.random.default_rng(6)
+    net = fs.ThreeLayer("relu", (4, 3), 2, smoothing=0.3)
+    X = rng.normal(size=(10, 2))
+    theta = net.init(1, scale=1.0)
+    assert sum(_pairs_in_band(net, theta, X, 0.3)) >= 4
+    wider, theta_w = fs.theory.embed(net, theta, neuron=1, layer=2, lam=0.3)
+    assert wider.smoothing == 0.3
+    np.testing.assert_allclose(wider.output(theta_w, X), net.output(theta, X), rtol=1e-13)
+    narrow, theta_n = fs.measure.reduce(wider, theta_w, 0.999999, layer=2)
+    assert narrow.widths == net.widths and narrow.smoothing == 0.3
+    np.testing.assert_allclose(narrow.output(theta_n, X), net.output(theta, X), rtol=1e-13)
+    with pytest.raises(ValueError, match="smoothing = 0"):
+        fs.theory.embed(net, theta, neuron=1, layer=1)
+    with pytest.raises(ValueError, match="smoothing = 0"):
+        fs.measure.reduce(net, theta, layer=1)

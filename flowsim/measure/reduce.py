@@ -126,7 +126,7 @@ def reduce(net, theta: ArrayLike, threshold: float = 0.9, *, layer: int | None =
     threshold = _check_threshold(threshold)
     p = {name: np.array(value) for name, value in net.unpack(theta).items()}
     degree = net.activation.homogeneous
-    options = {"bias": net.bias, "alpha": net.alpha}
+    options = net.options()
     if isinstance(net, TwoLayer):
         if layer not in (None, 1):
             raise ValueError(f"layer must be None or 1 for TwoLayer (one hidden layer), "
@@ -140,6 +140,7 @@ def reduce(net, theta: ArrayLike, threshold: float = 0.9, *, layer: int | None =
         narrow = ThreeLayer(net.activation, (m1, len(a)), net.input_dim, **options)
         return narrow, narrow.pack(a=a[:, 0], W=W, V=p["V"])
     if layer == 1:
+        net.check_regrouping("merging")
         columns, V = _merge(p["W"][:, :m1].T, p["V"], degree, threshold)
         W = np.hstack([columns.T, p["W"][:, m1:]])  # the bias column, if any, stays last
         narrow = ThreeLayer(net.activation, (len(V), m2), net.input_dim, **options)

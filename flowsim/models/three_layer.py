@@ -79,6 +79,19 @@ class ThreeLayer(Model):
             + ")"
         )
 
+    def options(self) -> dict:
+        """The keyword options that build a net like this one at other widths."""
+        return {"bias": self.bias, "alpha": self.alpha, "smoothing": self.smoothing}
+
+    def check_regrouping(self, action: str) -> None:
+        """Splitting or merging first-layer neurons keeps the function of the exact net
+        but not of a smoothed one: ``s_ik^2 = sum_j W_kj^2 h_ij^2`` changes."""
+        if self.smoothing:
+            raise ValueError(
+                f"{action} first-layer neurons changes a smoothed net's second-layer ramps "
+                "(s_ik); it is exact only with smoothing = 0"
+            )
+
     def dims(self) -> np.ndarray:
         """``[m1, m2, D, bias, activation address]``."""
         m1, m2 = self.widths

@@ -70,6 +70,10 @@ class TwoLayer(Model):
         kinks = _kink_kernels if self.has_kinks else _smooth_switching
         return _codegen.template_body(self._template) + _codegen.template_body(kinks)
 
+    def options(self) -> dict:
+        """The keyword options that build a net like this one at other widths."""
+        return {"bias": self.bias, "alpha": self.alpha}
+
     def dims(self) -> np.ndarray:
         """``[m, D, activation address]``."""
         return np.array([self.width, self.D, self.activation.address], dtype=np.int64)

@@ -236,7 +236,7 @@ def embed(net, theta: ArrayLike, *, neuron: int, lam: float = 0.5, layer: int | 
     theta = net.check_theta(theta)
     lam = _check_lam(lam)
     p = {name: np.array(value) for name, value in net.unpack(theta).items()}
-    options = {"bias": net.bias, "alpha": net.alpha}
+    options = net.options()
     if isinstance(net, TwoLayer):
         if layer not in (None, 1):
             raise ValueError(f"layer must be None or 1 for TwoLayer (one hidden layer), "
@@ -255,6 +255,7 @@ def embed(net, theta: ArrayLike, *, neuron: int, lam: float = 0.5, layer: int | 
             wider = ThreeLayer(net.activation, (m1, m2 + 1), net.input_dim, **options)
             return wider, wider.pack(a=a, W=np.vstack([p["W"], p["W"][k]]), V=p["V"])
         if layer == 1:
+            net.check_regrouping("splitting")
             k = _check_neuron(neuron, m1, f"layer 1 has width {m1}")
             W = p["W"]
             column = (1 - lam) * W[:, k]

@@ -9,6 +9,7 @@ from benchmarks import (
     dropout,
     kernels,
     relu_flow,
+    relu_flow3,
     resources,
     theory,
     trajectories,
@@ -26,6 +27,7 @@ WORKLOADS = {
         workflows,
         resources,
         relu_flow,
+        relu_flow3,
     )
     for w in module.WORKLOADS
 }

@@ -134,6 +134,10 @@ class Workload:
         raise KeyError(f"workload {self.id} has no implementation {name!r}")
 
 
+ONE_RUN = dict(repeat=1, quick_repeat=1, min_time=0.0, quick_min_time=0.0)
+"""Workload timing for complete runs: each row timed once."""
+
+
 def max_abs_relative(vector: np.ndarray, reference: np.ndarray) -> float:
     """``max |vector - reference| / max |reference|`` (normwise, robust to zero entries)."""
     vector = np.asarray(vector, dtype=np.float64).ravel()

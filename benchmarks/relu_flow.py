@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks._common import Impl, Skip, Workload, max_abs_relative
+from benchmarks._common import ONE_RUN, Impl, Skip, Workload, max_abs_relative
 
 GAMMAS = (1.5, 2.0, 3.0)
 WIDTHS = (100, 1000, 10000)
@@ -225,10 +225,7 @@ R1 = Workload(
     reference=_reference,
     error=_error,
     impls=_impls(),
-    repeat=1,
-    quick_repeat=1,
-    min_time=0.0,
-    quick_min_time=0.0,
+    **ONE_RUN,
     notes=(
         "time: one run of each row (after a short compiling warm-up); flow: t_end = 1e5, "
         f"terminal event R <= {LOSS_FRACTION:g} R0, method 'auto'; gd: to the flow's t_final",

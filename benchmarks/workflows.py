@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from benchmarks import _problem as problem
-from benchmarks._common import RESULTS_DIR, Impl, Skip, Workload, max_abs_relative
+from benchmarks._common import ONE_RUN, RESULTS_DIR, Impl, Skip, Workload, max_abs_relative
 from benchmarks.kernels import numpy_gradient
 
 FLOWSIM_METHODS = ("auto", "dopri5", "rkc", "rodas")
@@ -735,7 +735,6 @@ def _equal_rows(workload: str, spec) -> tuple:
 _w1_reference = _reference_for(W1_SPEC)
 _w2_reference = _reference_for(W2_SPEC)
 
-_TRAJECTORY = dict(repeat=1, quick_repeat=1, min_time=0.0, quick_min_time=0.0)
 _ACCURACY_NOTE = (
     "error: theta = max |theta - theta_ref| / max |theta_ref| at the last check time reached "
     "(t = {checks}), loss = largest relative loss error over the check times reached; "
@@ -801,7 +800,7 @@ W1 = Workload(
         "reference); default run: 1e3 time units timed and extrapolated, --full: all of it",
         "scipy atol = 1e-8 * RMS(theta0) on theta = flowsim's atol 1e-8 on theta / scale",
     ),
-    **_TRAJECTORY,
+    **ONE_RUN,
 )
 
 W2 = Workload(
@@ -828,7 +827,7 @@ W2 = Workload(
         "torch GD: lr as in W1; default run: 1e4 time units timed and extrapolated to the "
         "reference escape time, --full: run until its own escape",
     ),
-    **_TRAJECTORY,
+    **ONE_RUN,
 )
 
 W3 = Workload(
@@ -871,7 +870,7 @@ W3 = Workload(
         "flowsim auto treats the ReLU kinks as switching surfaces (steps end on them); "
         "switching=False ignores them (the error control alone handles the kinks)",
     ),
-    **_TRAJECTORY,
+    **ONE_RUN,
 )
 
 W4 = Workload(
@@ -933,7 +932,7 @@ W4 = Workload(
         "flowsim's PI controller; compiled ahead of time and warmed up, compile time in the note "
         "and not timed; nfev = 6 per step (FSAL) + 3",
     ),
-    **_TRAJECTORY,
+    **ONE_RUN,
 )
 
 WORKLOADS = (W1, W2, W3, W4)

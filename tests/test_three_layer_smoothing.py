@@ -183,3 +183,23 @@ def test_regrouping_neurons_keeps_the_smoothing_where_it_is_exact():
         fs.theory.embed(net, theta, neuron=1, layer=1)
     with pytest.raises(ValueError, match="smoothing = 0"):
         fs.measure.reduce(net, theta, layer=1)
+
+
+@pytest.mark.slow
+def test_a_condensed_50_by_50_net_runs_through_and_lands_on_gradient_descents_limit():
+    """Benchmark R2's m = 50 case (exact kinks: t = 6.1 of 200 in 120 s): smoothed at
+    1e-3 the flow ends 1.5e-4 from GD's extrapolated rate-0 limit, GD at rate 0.01
+    1.0e-4 from it (measured)."""
+    X, y = _data()
+    exact = fs.ThreeLayer("relu", (50, 50), 1)
+    theta0 = exact.init(0, scale=1e-3)
+    gd = [fs.simulate(exact, theta0, X, y, t_end=200.0, method="gd", dt=dt, save_state="final",
+                      progress=False).theta_final for dt in (0.01, 0.005)]  # fmt: skip
+    limit = 2 * gd[1] - gd[0]
+    net = fs.ThreeLayer("relu", (50, 50), 1, smoothing=1e-3)
+    traj = fs.simulate(net, theta0, X, y, t_end=200.0, save_state="final", progress=False)
+    assert traj.status == "done"
+    distance = np.linalg.norm(traj.theta_final - limit) / np.linalg.norm(limit)
+    gd_distance = np.linalg.norm(gd[0] - limit) / np.linalg.norm(limit)
+    assert distance < 2 * gd_distance  # as near the limit as GD at rate 0.01, within 2x
+    assert traj.loss[-1] == pytest.approx(exact.loss(limit, X, y), rel=0.02)

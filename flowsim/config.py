@@ -245,7 +245,7 @@ class ModelConfig:
     input_dim: int | None = None
     bias: bool = True
     alpha: float = 1.0
-    smoothing: float = 0.0
+    smoothing: float | None = None  # None (omitted from the key) is 0: exact kinks
 
     def __post_init__(self):
         from flowsim.activations import REGISTRY, activation
@@ -282,9 +282,10 @@ class ModelConfig:
             _set(self, "input_dim", _int("model.input_dim", self.input_dim))
         _set(self, "bias", _bool("model.bias", self.bias))
         _set(self, "alpha", _float("model.alpha", self.alpha, positive=True))
-        smoothing = _float("model.smoothing", self.smoothing, low=0.0, what="a number in [0, 1)")
-        _set(self, "smoothing", smoothing)
-        if self.smoothing:
+        if self.smoothing is not None:
+            value = _float("model.smoothing", self.smoothing, low=0.0, what="a number in [0, 1)")
+            _set(self, "smoothing", value or None)  # 0 and omitted: one run key
+        if self.smoothing is not None:
             from flowsim.models._base import check_smoothing
 
             if self.kind != "three_layer":
@@ -303,7 +304,7 @@ class ModelConfig:
                 self.activation, self.width, input_dim, bias=self.bias, alpha=self.alpha
             )
         return ThreeLayer(self.activation, self.widths, input_dim, bias=self.bias, alpha=self.alpha,
-                          smoothing=self.smoothing)  # fmt: skip
+                          smoothing=self.smoothing or 0.0)  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -187,6 +187,8 @@ def test_key_is_stable():
     # defaults written out or left implicit: the same config, the same key
     explicit = _with(_with(TINY, "solver.method", "auto"), "data.params.low", -1)
     assert RunConfig.from_dict(explicit).key() == a.key()
+    # a field added later, at its default, keeps the keys stored before it was added
+    assert RunConfig.from_dict(_with(TINY, "model.smoothing", 0.0)).key() == a.key()
     # and the same in a fresh interpreter with another hash seed
     code = (
         "from flowsim.config import RunConfig; import json, sys; "

@@ -283,17 +283,21 @@ class ModelConfig:
         _set(self, "bias", _bool("model.bias", self.bias))
         _set(self, "alpha", _float("model.alpha", self.alpha, positive=True))
         if self.smoothing is not None:
-            value = _float("model.smoothing", self.smoothing, low=0.0, what="a number in [0, 1)")
-            _set(self, "smoothing", value or None)  # 0 and omitted: one run key
-        if self.smoothing is not None:
-            from flowsim.models._base import check_smoothing
+            self._check_smoothing(activation)
 
-            if self.kind != "three_layer":
-                raise ConfigError("model.smoothing", "only for kind 'three_layer'; use 0")
-            try:
-                check_smoothing(self.smoothing, activation(self.activation))
-            except ValueError as exc:
-                raise ConfigError("model.smoothing", str(exc)) from None
+    def _check_smoothing(self, activation):
+        """``smoothing``: 0 and omitted are one value (None, out of the run key, so keys
+        stored before the field existed stay valid); otherwise three-layer and kinked."""
+        from flowsim.models._base import check_smoothing
+
+        value = _float("model.smoothing", self.smoothing, low=0.0, what="a number in [0, 1)")
+        _set(self, "smoothing", value or None)
+        if value and self.kind != "three_layer":
+            raise ConfigError("model.smoothing", "only for kind 'three_layer'; use 0")
+        try:
+            check_smoothing(value, activation(self.activation))
+        except ValueError as exc:
+            raise ConfigError("model.smoothing", str(exc)) from None
 
     def build(self, input_dim: int):
         """The network, for data of dimension ``input_dim``."""

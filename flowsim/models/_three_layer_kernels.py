@@ -124,6 +124,7 @@ def _hidden(theta, X, c, dims, run=-1):
     tZ = np.empty((n, m1 if smooth else 0))
     if smooth:
         _smoothed(Z, np.dot(X * X, (V * V).T), c[1], eps, c[7], c[8], H, dZ, tZ)
+    W2 = W * W if smooth else np.empty((0, 0))
     for i in range(n):
         if not smooth:
             _abi.activate(dims[ACTIVATION], Z[i], m1, c[1], 1, H[i], dZ[i], dZ[i])
@@ -135,20 +136,21 @@ def _hidden(theta, X, c, dims, run=-1):
     G = np.empty((n, m2))
     dU = np.empty((n, m2))
     tU = np.empty((n, m2 if smooth else 0))
+    H2 = H * H if smooth else np.empty((0, 0))  # after the mask, as U
     if smooth:
-        _smoothed(U, np.dot(H * H, (W * W).T), c[2], eps, c[7], c[8], G, dU, tU)
+        _smoothed(U, np.dot(H2, W2.T), c[2], eps, c[7], c[8], G, dU, tU)
     else:
         _abi.activate(dims[ACTIVATION], U, n * m2, c[2], 1, G, dU, dU)
     if run >= 0 and c[run + 4] < 1.0:
         _mask(G, dU, tU, m1, c[run + 4], np.int64(c[run + 5]), np.int64(c[run + 6]))
-    return a, W, V, H, dZ, tZ, G, dU, tU
+    return a, W, V, H, dZ, tZ, G, dU, tU, H2, W2
 
 
 @jit
 def forward(theta, X, c, dims, out):
     """out[i] = f(x_i)."""
     m2 = dims[1]
-    a, W, V, H, dZ, tZ, G, dU, tU = _hidden(theta, X, c, dims)
+    a, W, V, H, dZ, tZ, G, dU, tU, H2, W2 = _hidden(theta, X, c, dims)
     for i in range(X.shape[0]):
         s = 0.0
         for k in range(m2):
@@ -186,7 +188,7 @@ def flow(theta, X, y, c, dims, mode, aux, out):
     m2 = dims[1]
     m1b = m1 + dims[3]
     run = N_CONSTANTS if c.size == N_CONSTANTS + _abi.N_RUN else -1  # called by the core
-    a, W, V, H, dZ, tZ, G, dU, tU = _hidden(theta, X, c, dims, run)
+    a, W, V, H, dZ, tZ, G, dU, tU, H2, W2 = _hidden(theta, X, c, dims, run)
     pen = c[run + 2] * c[0] if run >= 0 else 0.0
     e = np.empty(n)
     total = 0.0
@@ -197,14 +199,13 @@ def flow(theta, X, y, c, dims, mode, aux, out):
         e[i] = c[0] * s - y[i]
         total += e[i] * e[i]
     Delta = np.empty((n, m2))
-    E = np.empty((n, m2))  # unit k's residual on sample i (with the penalty: its own)
     if pen == 0.0:
         ga = np.dot(G.T, e)
         for i in range(n):
             for k in range(m2):
-                E[i, k] = e[i]
                 Delta[i, k] = e[i] * a[k] * dU[i, k]
     else:  # the dropout penalty on layer 2: unit k's own residual e_i + pen a_k g_ik
+        E = np.empty((n, m2))
         for i in range(n):
             for k in range(m2):
                 E[i, k] = e[i] + pen * a[k] * G[i, k]
@@ -213,9 +214,12 @@ def flow(theta, X, y, c, dims, mode, aux, out):
     gW = np.dot(Delta.T, H)
     B = np.dot(Delta, np.ascontiguousarray(W[:, :m1]))
     if tU.shape[1] > 0:  # smoothed kinks: the gradients of s_ik and s_ij
-        Et = E * a * tU
-        gW += W * np.dot(Et.T, H * H)
-        B += H[:, :m1] * np.dot(Et, np.ascontiguousarray((W * W)[:, :m1]))
+        Et = np.empty((n, m2))  # as Delta, with tU for dU
+        for i in range(n):
+            for k in range(m2):
+                Et[i, k] = (e[i] + pen * a[k] * G[i, k]) * a[k] * tU[i, k]
+        gW += W * np.dot(Et.T, H2)
+        B += H[:, :m1] * np.dot(Et, np.ascontiguousarray(W2[:, :m1]))
         gV = V * np.dot((B * tZ).T, X * X) + np.dot((B * dZ).T, X)
     else:
         gV = np.dot((B * dZ).T, X)

@@ -69,7 +69,7 @@ from pathlib import Path
 
 from flowsim._digest import file_sha256
 
-NUMERICS_VERSION = 7
+NUMERICS_VERSION = 8
 """Version of the numbers a run produces.  Bump it when a change to the kernels,
 integrators or initialization changes results, so that stored results computed
 by the old numerics are not taken for the new ones (they stay in the store
@@ -86,7 +86,9 @@ output summed in eight lanes.
 their bounds, leaving a kink without an event, repelling kinks left).
 6: a dead ReLU neuron is held (every sample on its kink at slope 0).
 7: a kink crossed and crossed back inside one step is located (the first crossing ends
-the step); a pair on its kink to rounding is followed from where it leaves it."""
+the step); a pair on its kink to rounding is followed from where it leaves it.
+8: ``auto`` runs BDF from the start on three-layer nets with smoothed kinks (their
+approximate Jacobian factor), where it ran dopri5 and RKC."""
 
 FORMAT = "flowsim-store/1"
 RECORD_FORMAT = "flowsim-result/2"

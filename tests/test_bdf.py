@@ -111,7 +111,7 @@ def test_bdf_continues_across_chunks_bit_for_bit(monkeypatch):
 def test_bdf_refuses_three_layer_nets_with_the_reason():
     net = fs.ThreeLayer("tanh", (3, 3), 1)
     X = np.linspace(-1, 1, 5)[:, None]
-    with pytest.raises(ValueError, match="two-layer"):
+    with pytest.raises(ValueError, match="smoothed kinks only"):
         fs.simulate(net, net.init(0, scale=0.1), X, X[:, 0], t_end=1.0, method="bdf")
 
 

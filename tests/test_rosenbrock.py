@@ -151,7 +151,7 @@ def test_rodas_in_the_stiff_tail_beats_dopri5_and_agrees_with_dop853():
 def test_rodas_refuses_three_layer_nets_with_the_reason():
     net = fs.ThreeLayer("tanh", (3, 3), 1)
     X = np.linspace(-1, 1, 5)[:, None]
-    with pytest.raises(ValueError, match="two-layer"):
+    with pytest.raises(ValueError, match="smoothed kinks only"):
         fs.simulate(net, net.init(0, scale=0.1), X, X[:, 0], t_end=1.0, method="rodas")
 
 

@@ -580,9 +580,11 @@ def simulate(
     else:
         mode, aux = no_switching()
 
-    factor_ok = _factor_supported(net, Xa.shape[0])
+    factor_ok = _factor_supported(net, Xa.shape[0], method)
     bdf_ok = factor_ok is True and not switching
-    method_log = [(t0, "dopri5" if family == "auto" else method)]
+    stiff_start = family == "auto" and net.stiff_from_start
+    stiff_first = "bdf" if bdf_ok else "rkc"
+    method_log = [(t0, (stiff_first if stiff_start else "dopri5") if family == "auto" else method)]
     if family in ("rodas", "bdf") and factor_ok is not True:
         raise ValueError(f"method {method!r} is not available here: {factor_ok}")
     # the core's stepping loops, and the model reached through the callbacks this run uses
@@ -670,14 +672,14 @@ def simulate(
         elif family == "bdf":
             run_chunk = bdf_chunk
         else:
-            stiff = ("bdf", bdf_chunk) if bdf_ok else ("rkc", rkc_chunk)
+            stiff = (stiff_first, bdf_chunk if bdf_ok else rkc_chunk)
 
             def prepare_bdf():
                 dims[:] = net.core_dims(Xa.shape[0], switching=switching, newton=True)
 
             run_chunk = _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims,
                                        mode, aux, v_power, fst, ist, method_log, T,
-                                       prepare_bdf)  # fmt: skip
+                                       prepare_bdf, stiff_start)  # fmt: skip
     else:
         n_iter = int(round(t_end / dt))
         save_iter = np.minimum(np.ceil(save_t / dt - 1e-9), n_iter).astype(np.int64)
@@ -895,27 +897,28 @@ def _chatters(net, *, rejected, accepted) -> bool:
     return kinked and kink_slopes(net.activation) is not None and 4 * rejected >= accepted
 
 
-def _factor_supported(net, n: int):
-    """True, or the reason why the analytic Jacobian's factor (RODAS, BDF) cannot
-    be used on this net and data."""
-    if net.kind != "two_layer":
-        return "its analytic Jacobian is implemented for two-layer nets only"
-    P = net.n_params
-    D1 = P // net.width
-    # work space, plus the (n, P) Jacobian factors G and E and the activation's
-    # value and derivatives (3 (m, n)) built per step
-    words = (P * P if n >= P else net.width * D1 * D1 + 2 * P * n + n * n) + 2 * n * P
-    words += 3 * net.width * n
+def _factor_supported(net, n: int, method: str):
+    """True, or the reason why the analytic Jacobian's factor cannot be used by
+    ``method`` (``rodas`` needs an exact one; ``bdf`` and ``auto`` take either)."""
+    factor = net.jacobian_factor(n)
+    if isinstance(factor, str):
+        return factor
+    kind, words = factor
+    if kind != "exact" and method == "rodas":
+        return (
+            f"the {net.kind} net's Jacobian factor is approximate and RODAS needs the exact "
+            "one; use 'bdf'"
+        )
     if 8 * words > FACTOR_MAX_BYTES:
         return (
-            f"its linear algebra needs {8 * words / 2**30:.1f} GiB for P = {P} parameters and "
-            f"n = {n} samples (limit {FACTOR_MAX_BYTES / 2**30:.0f} GiB); use 'rkc'"
+            f"its linear algebra needs {8 * words / 2**30:.1f} GiB for P = {net.n_params} "
+            f"parameters and n = {n} samples (limit {FACTOR_MAX_BYTES / 2**30:.0f} GiB); use 'rkc'"
         )
     return True
 
 
 def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux, v_power,
-                   fst, ist, method_log, T, prepare_bdf=None):  # fmt: skip
+                   fst, ist, method_log, T, prepare_bdf=None, stiff_start=False):  # fmt: skip
     """``method="auto"``: dopri5 while the flow is not stiff, then ``stiff``:
     ("bdf", chunk) on two-layer nets whose Jacobian factor fits FACTOR_MAX_BYTES
     (at AUTO_BDF_TOL times the tolerances), else ("rkc", chunk).
@@ -929,7 +932,8 @@ def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux
     Every switch is logged.  ``prepare_bdf`` runs before the first switch to BDF:
     it compiles the model's Jacobian factor, which most runs never need (the
     integrator core's BDF itself is compiled once per machine; ``flowsim warmup``
-    compiles an activation's factor ahead of time).
+    compiles an activation's factor ahead of time).  ``stiff_start``: start with
+    ``stiff`` (the model's :attr:`~flowsim.models._base.Model.stiff_from_start`).
 
     The test points are counts of accepted steps (AUTO_FIRST_CHECK after each
     switch, then growing intervals), not the driver's chunks, whose length
@@ -949,7 +953,7 @@ def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux
         ist[2] += used
         return rho
 
-    def switch_to(name):
+    def switch_to(name, log=True):
         current[0] = name
         ist[7] = 0  # the next method evaluates f0 itself
         ist[14] = 0
@@ -958,7 +962,11 @@ def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux
                 prepare_bdf()
             fst[5] *= AUTO_BDF_TOL
             fst[6] *= AUTO_BDF_TOL
-        method_log.append((float(fst[0] * T), name))
+        if log:
+            method_log.append((float(fst[0] * T), name))
+
+    if stiff_start:  # the model's flow is stiff from the start: no dopri5 phase to test
+        switch_to(stiff_name, log=False)
 
     def switch_name():
         """At a test point: the method to continue with, or None to keep the current one."""

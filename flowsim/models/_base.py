@@ -176,6 +176,19 @@ class Model:
         """Piecewise-linear activation whose kinks the integrator can treat (two layers)."""
         return False
 
+    stiff_from_start = False
+    """The flow is stiff as soon as it starts, so ``auto`` skips its dopri5 phase."""
+
+    def jacobian_factor(self, n_samples: int) -> tuple[str, int] | str:
+        """The family's analytic Jacobian factor (``newton_*`` kernels, RODAS and BDF):
+        ``(kind, words)``, ``kind`` "exact" or "approximate" (enough for BDF's Newton
+        iteration, not for RODAS) and ``words`` the float64 words a run's factor holds;
+        or the reason why the family has none."""
+        return (
+            "its analytic Jacobian factor is implemented for two-layer nets, and approximate "
+            "for three-layer nets with smoothed kinks, only"
+        )
+
     # -- kernels --------------------------------------------------------------
     @functools.cached_property
     def kernels(self):

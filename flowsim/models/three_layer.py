@@ -14,7 +14,12 @@ import numpy as np
 import sympy as sp
 
 from flowsim.activations import Activation
-from flowsim.models import _no_factor, _smooth_switching, _three_layer_kernels
+from flowsim.models import (
+    _gauss_jordan,
+    _smooth_switching,
+    _three_layer_factor,
+    _three_layer_kernels,
+)
 from flowsim.models._base import Model, check_positive_int, check_smoothing, kink_slopes
 from flowsim.models._init import draw_init, resolve_stds
 
@@ -55,7 +60,9 @@ class ThreeLayer(Model):
     neuron_layer = "V"
     _template = _three_layer_kernels
 
-    _stand_ins = (_smooth_switching, _no_factor)  # no kink treatment, no Jacobian factor
+    _shared = (_gauss_jordan,)
+    # no kink treatment; the Jacobian factor of smoothed kinks (BDF)
+    _stand_ins = (_smooth_switching, _three_layer_factor)
 
     def __init__(self, activation: str | sp.Expr | Activation, widths: Sequence[int],
                  input_dim: int, *, bias: bool = True, alpha: float = 1.0,
@@ -82,6 +89,31 @@ class ThreeLayer(Model):
     def options(self) -> dict:
         """The keyword options that build a net like this one at other widths."""
         return {"bias": self.bias, "alpha": self.alpha, "smoothing": self.smoothing}
+
+    @property
+    def stiff_from_start(self) -> bool:
+        """Smoothed kinks: stiff from the first pair in a ramp (t ~ 0.3 on benchmark R2's
+        nets), where ``auto``'s stiffness test (a power iteration) underestimates the
+        ramps' rates (129 against 1964 at t = 10, m = 50) and kept dopri5 to t = 25-140."""
+        return bool(self.smoothing)
+
+    def jacobian_factor(self, n_samples: int) -> tuple[str, int] | str:
+        """Approximate, and only for smoothed kinks, whose ramps make the flow stiff
+        (:mod:`flowsim.models._three_layer_factor`): its work space, plus the hidden
+        layers, the ramp candidates and the two Gram matrices built per factor."""
+        if not self.smoothing:
+            return (
+                "the three-layer net's Jacobian factor is implemented for smoothed kinks only "
+                "(smoothing > 0); two-layer nets have an exact one"
+            )
+        from flowsim.models._three_layer_factor import FACTOR_MAX_PAIRS
+
+        (m1, m2), n, D = self.widths, n_samples, self.D
+        m1b = m1 + int(self.bias)
+        q = n + min(n * (m1 + m2), FACTOR_MAX_PAIRS)
+        work = 8 + n * (m2 + m1b + D) + q * (2 + m2 + m1) + q * q
+        per_factor = 5 * n * (m1 + m2) + 10 * n * (m1b + m2) + m2 * m1b + 2 * q * q
+        return "approximate", work + per_factor
 
     def check_regrouping(self, action: str) -> None:
         """Splitting or merging first-layer neurons keeps the function of the exact net

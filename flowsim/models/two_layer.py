@@ -13,7 +13,7 @@ import sympy as sp
 
 from flowsim import _codegen
 from flowsim.activations import Activation
-from flowsim.models import _kink_kernels, _smooth_switching, _two_layer_kernels
+from flowsim.models import _gauss_jordan, _kink_kernels, _smooth_switching, _two_layer_kernels
 from flowsim.models._base import Model, check_positive_int, kink_slopes
 from flowsim.models._init import draw_init, resolve_stds
 
@@ -47,6 +47,7 @@ class TwoLayer(Model):
     kind = "two_layer"
     neuron_layer = "W"
     _template = _two_layer_kernels
+    _shared = (_gauss_jordan,)  # the Jacobian factor's small inverses
 
     def __init__(self, activation: str | sp.Expr | Activation, width: int, input_dim: int, *,
                  bias: bool = True, alpha: float = 1.0) -> None:  # fmt: skip
@@ -64,11 +65,20 @@ class TwoLayer(Model):
     def has_kinks(self) -> bool:
         return kink_slopes(self.activation) is not None
 
+    def jacobian_factor(self, n_samples: int) -> tuple[str, int]:
+        """Exact: its work space, plus the (n, P) Jacobian factors G and E and the
+        activation's value and derivatives (3 (m, n)) built per step."""
+        n, m, P = n_samples, self.width, self.n_params
+        D1 = P // m
+        words = (P * P if n >= P else m * D1 * D1 + 2 * P * n + n * n) + 2 * n * P
+        return "exact", words + 3 * m * n
+
     def _model_source(self) -> str:
         """The kink treatment (:mod:`flowsim.models._kink_kernels`) for a piecewise-linear
         activation; otherwise its no-op stand-ins (compile time: ~20 s cold)."""
         kinks = _kink_kernels if self.has_kinks else _smooth_switching
-        return _codegen.template_body(self._template) + _codegen.template_body(kinks)
+        parts = (*self._shared, self._template, kinks)
+        return "\n\n".join(_codegen.template_body(t) for t in parts)
 
     def options(self) -> dict:
         """The keyword options that build a net like this one at other widths."""

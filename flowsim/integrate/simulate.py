@@ -453,10 +453,11 @@ def simulate(
     method : str
         ``"dopri5"``, ``"dop853"``, ``"tsit5"`` (adaptive Runge-Kutta),
         ``"rodas"`` (linearly implicit, for stiff flows; two-layer nets),
-        ``"bdf"`` (variable-order implicit multistep, for stiff flows; two-layer nets),
-        ``"rkc"`` (stabilized explicit, second order), ``"auto"`` (default:
-        dopri5, switching to bdf on two-layer nets or rkc on three-layer nets
-        where the flow is stiff; its bdf runs at rtol / 100 and atol / 100,
+        ``"bdf"`` (variable-order implicit multistep, for stiff flows; two-layer nets
+        and three-layer nets with smoothed kinks), ``"rkc"`` (stabilized explicit,
+        second order), ``"auto"`` (default: dopri5, switching to bdf on two-layer
+        nets or rkc on three-layer nets where the flow is stiff; bdf from the start
+        on three-layer nets with smoothed kinks; its bdf runs at rtol / 100 and atol / 100,
         which keeps the global error per tolerance of the other methods;
         ``Trajectory.method_log`` says which ran when), ``"rk4"`` (fixed
         step ``dt``), ``"gd"`` (gradient descent, learning rate ``dt``) or
@@ -920,7 +921,7 @@ def _factor_supported(net, n: int, method: str):
 def _auto_switcher(kernels, rk_chunk, stiff, K, y_bar, Xa, y, c, dims, mode, aux, v_power,
                    fst, ist, method_log, T, prepare_bdf=None, stiff_start=False):  # fmt: skip
     """``method="auto"``: dopri5 while the flow is not stiff, then ``stiff``:
-    ("bdf", chunk) on two-layer nets whose Jacobian factor fits FACTOR_MAX_BYTES
+    ("bdf", chunk) on nets whose Jacobian factor fits FACTOR_MAX_BYTES
     (at AUTO_BDF_TOL times the tolerances), else ("rkc", chunk).
 
     Like LSODA's switching: at test points the spectral radius rho of the

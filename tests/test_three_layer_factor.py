@@ -187,12 +187,13 @@ def test_factor_holds_the_stiff_part_of_the_jacobian():
     assert contractions[1e-4][0] < 2 * contractions[1e-3][0]
 
 
-def test_bdf_follows_the_smoothed_flow_and_auto_starts_with_it():
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_bdf_follows_the_smoothed_flow_and_auto_starts_with_it(act):
     """BDF (rtol 1e-9) against dop853 at rtol 1e-12 on the stiff smoothed flow, with
     fewer gradients than dopri5 at the same tolerance; ``auto`` runs BDF from the start."""
     X = np.linspace(-1.0, 1.0, 4)[:, None]
     y = np.maximum(X[:, 0] - 0.2, 0.0) + np.maximum(-X[:, 0] - 0.3, 0.0)
-    net = fs.ThreeLayer("relu", (10, 10), 1, smoothing=1e-3)
+    net = fs.ThreeLayer(act, (10, 10), 1, smoothing=1e-3)
     theta0 = net.init(0, scale=1e-3)
     kw = dict(t_end=150.0, save=[50.0, 100.0, 150.0], progress=False)
     ref = fs.simulate(net, theta0, X, y, method="dop853", rtol=1e-12, atol=1e-16, **kw)

@@ -101,7 +101,7 @@ def newton_factor(theta, X, y, c, dims, shift, work):
     n = X.shape[0]
     m1, m2, D, m1b, qmax = _factor_sizes(dims, n)
     GA, Hs, Xs, IP, WT, WC, VC, Kflat, qmax = _factor_views(work, dims, n)
-    a, W, V, H, dZ, tZ, G, dU, tU, H2, W2 = _hidden(theta, X, c, dims)
+    a, W, V, H, dZ, tZ, G, dU, tU, H2, S2 = _hidden(theta, X, c, dims)
     c0, c1, c2, eps, lo, hi = c[0], c[1], c[2], c[6], c[7], c[8]
     Ca = c[3] / c0
     CW = c[4] / (c0 * c2)
@@ -137,7 +137,6 @@ def newton_factor(theta, X, y, c, dims, shift, work):
         stiff = np.empty(n_cand)
         r = 0
         U = np.dot(H, W.T)
-        S2 = np.dot(H2, W2.T)
         Z = np.dot(X, V.T)
         S1 = np.dot(X * X, (V * V).T)
         xx = np.empty(n)

@@ -38,7 +38,7 @@ import numpy as np
 
 from flowsim._jit import jit
 from flowsim.models._gauss_jordan import _invert_small
-from flowsim.models._three_layer_kernels import _hidden
+from flowsim.models._three_layer_kernels import _hidden, _widths3
 
 # --- template body ---
 
@@ -50,10 +50,7 @@ F_HEADER = 8
 
 @jit
 def _factor_sizes(dims, n):
-    m1 = dims[0]
-    m2 = dims[1]
-    D = dims[2]
-    m1b = m1 + dims[3]
+    m1, m2, D, m1b = _widths3(dims)
     qmax = n + min(n * (m1 + m2), FACTOR_MAX_PAIRS)
     return m1, m2, D, m1b, qmax
 
@@ -101,7 +98,7 @@ def newton_factor(theta, X, y, c, dims, shift, work):
     n = X.shape[0]
     m1, m2, D, m1b, qmax = _factor_sizes(dims, n)
     GA, Hs, Xs, IP, WT, WC, VC, Kflat, qmax = _factor_views(work, dims, n)
-    a, W, V, H, dZ, tZ, G, dU, tU, H2, S2 = _hidden(theta, X, c, dims)
+    a, W, V, H, dZ, tZ, G, dU, tU, H2, Z, S1, U, S2 = _hidden(theta, X, c, dims)
     c0, c1, c2, eps, lo, hi = c[0], c[1], c[2], c[6], c[7], c[8]
     Ca = c[3] / c0
     CW = c[4] / (c0 * c2)
@@ -127,6 +124,8 @@ def newton_factor(theta, X, y, c, dims, shift, work):
         for j in range(m1):
             VC[i, j] = c0 * c2 * c1 * Bhat[i, j] * dZ[i, j]
     q = n
+    HH = np.dot(H, H.T)
+    XX = np.dot(X, X.T)
     if eps > 0.0:
         # candidates: kind (0 layer 2, 1 layer 1), sample, unit, weight, stiffness
         n_cand = n * (m1 + m2)
@@ -136,14 +135,6 @@ def newton_factor(theta, X, y, c, dims, shift, work):
         cw = np.empty(n_cand)
         stiff = np.empty(n_cand)
         r = 0
-        U = np.dot(H, W.T)
-        Z = np.dot(X, V.T)
-        S1 = np.dot(X * X, (V * V).T)
-        xx = np.empty(n)
-        hh = np.empty(n)
-        for i in range(n):
-            xx[i] = np.dot(X[i], X[i])
-            hh[i] = np.dot(H[i], H[i])
         for i in range(n):
             for k in range(m2):
                 curv = _ramp_curvature(U[i, k], math.sqrt(S2[i, k]), eps, lo, hi)
@@ -156,7 +147,7 @@ def newton_factor(theta, X, y, c, dims, shift, work):
                     ci[r] = i
                     cu[r] = k
                     cw[r] = w
-                    stiff[r] = abs(w) * (CW * hh[i] + CV * c1 * c1 * g2 * xx[i])
+                    stiff[r] = abs(w) * (CW * HH[i, i] + CV * c1 * c1 * g2 * XX[i, i])
                     r += 1
             for j in range(m1):
                 curv = _ramp_curvature(Z[i, j], math.sqrt(S1[i, j]), eps, lo, hi)
@@ -166,7 +157,7 @@ def newton_factor(theta, X, y, c, dims, shift, work):
                     ci[r] = i
                     cu[r] = j
                     cw[r] = w
-                    stiff[r] = abs(w) * CV * xx[i]
+                    stiff[r] = abs(w) * CV * XX[i, i]
                     r += 1
         order = np.argsort(-stiff[:r], kind="mergesort")  # stable: ties keep their order
         for p in order[: qmax - n]:
@@ -187,8 +178,6 @@ def newton_factor(theta, X, y, c, dims, shift, work):
     ip = IP[:q].astype(np.int64)
     gram_w = np.dot(WC[:q], WC[:q].T)
     gram_v = np.dot(VC[:q], VC[:q].T)
-    HH = np.dot(H, H.T)
-    XX = np.dot(X, X.T)
     K = Kflat[: q * q].reshape((q, q))
     for p in range(q):
         for r2 in range(q):

@@ -35,11 +35,14 @@ from flowsim._rng import rng_keep, rng_stream
 
 
 @jit
+def _widths3(dims):
+    """``(m1, m2, D, m1b)`` from ``dims``."""
+    return dims[0], dims[1], dims[2], dims[0] + dims[3]
+
+
+@jit
 def _unpack3(theta, dims):
-    m1 = dims[0]
-    m2 = dims[1]
-    D = dims[2]
-    m1b = m1 + dims[3]
+    m1, m2, D, m1b = _widths3(dims)
     a = theta[:m2]
     W = theta[m2 : m2 + m2 * m1b].reshape((m2, m1b))
     V = theta[m2 + m2 * m1b :].reshape((m1, D))
@@ -175,20 +178,20 @@ def _scale_gradients(Et, H, H2, W, m1, gW, B):
 def _hidden(theta, X, c, dims, run=-1):
     """Both hidden layers and their derivatives; ``run`` >= 0: the index of ``c``'s run
     block, whose dropout masks then act on them (units j of layer 1 and m1 + k of
-    layer 2 in sample i's stream)."""
+    layer 2 in sample i's stream).  Also the pre-activations ``Z``, ``U`` and, with
+    smoothed kinks, the ramps' squared scales ``S1``, ``S2`` (the Jacobian factor's)."""
     a, W, V = _unpack3(theta, dims)
     n = X.shape[0]
-    m1 = dims[0]
-    m2 = dims[1]
-    m1b = m1 + dims[3]
+    m1, m2, D, m1b = _widths3(dims)
     eps = c[6]
     smooth = eps > 0.0
     Z = np.dot(X, V.T)
     H = np.empty((n, m1b))
     dZ = np.empty((n, m1))
     tZ = np.empty((n, m1 if smooth else 0))
+    S1 = np.dot(X * X, (V * V).T) if smooth else np.empty((0, 0))
     if smooth:
-        _smoothed(Z, np.dot(X * X, (V * V).T), c[1], eps, c[7], c[8], H, dZ, tZ)
+        _smoothed(Z, S1, c[1], eps, c[7], c[8], H, dZ, tZ)
     for i in range(n):
         if not smooth:
             _abi.activate(dims[ACTIVATION], Z[i], m1, c[1], 1, H[i], dZ[i], dZ[i])
@@ -208,14 +211,14 @@ def _hidden(theta, X, c, dims, run=-1):
         _abi.activate(dims[ACTIVATION], U, n * m2, c[2], 1, G, dU, dU)
     if run >= 0 and c[run + 4] < 1.0:
         _mask(G, dU, tU, m1, c[run + 4], np.int64(c[run + 5]), np.int64(c[run + 6]))
-    return a, W, V, H, dZ, tZ, G, dU, tU, H2, S2
+    return a, W, V, H, dZ, tZ, G, dU, tU, H2, Z, S1, U, S2
 
 
 @jit
 def forward(theta, X, c, dims, out):
     """out[i] = f(x_i)."""
     m2 = dims[1]
-    a, W, V, H, dZ, tZ, G, dU, tU, H2, S2 = _hidden(theta, X, c, dims)
+    a, W, V, H, dZ, tZ, G, dU, tU, H2, Z, S1, U, S2 = _hidden(theta, X, c, dims)
     for i in range(X.shape[0]):
         s = 0.0
         for k in range(m2):
@@ -253,7 +256,7 @@ def flow(theta, X, y, c, dims, mode, aux, out):
     m2 = dims[1]
     m1b = m1 + dims[3]
     run = N_CONSTANTS if c.size == N_CONSTANTS + _abi.N_RUN else -1  # called by the core
-    a, W, V, H, dZ, tZ, G, dU, tU, H2, S2 = _hidden(theta, X, c, dims, run)
+    a, W, V, H, dZ, tZ, G, dU, tU, H2, Z, S1, U, S2 = _hidden(theta, X, c, dims, run)
     pen = c[run + 2] * c[0] if run >= 0 else 0.0
     e = np.empty(n)
     total = 0.0

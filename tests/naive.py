@@ -229,14 +229,15 @@ def three_layer_smoothed_loss(theta, net, X, y) -> float:
 # --------------------------------------------------------------------------- flat helpers
 
 
-def central_differences(loss, theta, h=1e-6) -> np.ndarray:
-    """``d loss / d theta`` by central differences of step ``h``."""
-    out = np.empty_like(theta)
+def central_differences(fun, theta, h=1e-6) -> np.ndarray:
+    """``d fun / d theta`` by central differences of step ``h``: shape (P,) for a scalar
+    ``fun``, the Jacobian (size of fun, P) for a vector-valued one."""
+    columns = []
     for i in range(theta.size):
         step = np.zeros_like(theta)
         step[i] = h
-        out[i] = (loss(theta + step) - loss(theta - step)) / (2 * h)
-    return out
+        columns.append((fun(theta + step) - fun(theta - step)) / (2 * h))
+    return np.array(columns).T
 
 
 def flat_gradient(net, theta, X, y) -> np.ndarray:

@@ -30,15 +30,6 @@ def bump():
     return x[:, None], np.exp(-4 * x**2)
 
 
-def central_differences(gradient, theta, h=1e-5):
-    columns = []
-    for j in range(theta.size):
-        step = np.zeros(theta.size)
-        step[j] = h
-        columns.append((gradient(theta + step) - gradient(theta - step)) / (2 * h))
-    return np.array(columns).T
-
-
 def numpy_hessian_two_layer(net, theta, X, y):
     """H = (1/n) sum_i (J_i J_i^T + e_i d2f_i), from docs/theory.md §16, plain NumPy."""
     s, ds, dds = naive.sigma_functions(net.activation.name)
@@ -68,8 +59,8 @@ def test_hessian_matches_finite_differences(make, rng):
     assert H.shape == (net.n_params, net.n_params)
     assert np.array_equal(H, H.T) or np.abs(H - H.T).max() <= 1e-15 * np.abs(H).max()
     scale = np.abs(H).max()
-    naive_fd = central_differences(lambda z: naive.flat_gradient(net, z, X, y), theta)
-    own_fd = central_differences(lambda z: net.gradient(z, X, y), theta)
+    naive_fd = naive.central_differences(lambda z: naive.flat_gradient(net, z, X, y), theta, h=1e-5)
+    own_fd = naive.central_differences(lambda z: net.gradient(z, X, y), theta, h=1e-5)
     assert np.abs(H - naive_fd).max() <= 1e-8 * scale
     assert np.abs(H - own_fd).max() <= 1e-8 * scale
     if isinstance(net, fs.TwoLayer):

@@ -36,16 +36,6 @@ def _layers(net, theta, X, scales=None):
     return Z, S1, H, U, S2, f
 
 
-def _jacobian(fun, theta, h=1e-6):
-    """d fun / d theta (fun vector-valued) by central differences, shape (size, P)."""
-    cols = []
-    for p in range(theta.size):
-        step = np.zeros_like(theta)
-        step[p] = h
-        cols.append((fun(theta + step) - fun(theta - step)) / (2 * h))
-    return np.array(cols).T
-
-
 def _curvature(net, u, s):
     """sigma''(u) at fixed scale s by a second central difference."""
     lo, hi = _slopes(net)
@@ -66,9 +56,9 @@ def _approximation(net, theta, X, y):
     e = f - y
     a = naive.three_layer_split(theta, net.widths, net.D, net.bias)[0]
     fixed = (S1, S2)
-    grad_f = _jacobian(lambda t: _layers(net, t, X, fixed)[5], theta)
-    grad_z = _jacobian(lambda t: _layers(net, t, X, fixed)[0].ravel(), theta)
-    grad_u = _jacobian(lambda t: _layers(net, t, X, fixed)[3].ravel(), theta)
+    grad_f = naive.central_differences(lambda t: _layers(net, t, X, fixed)[5], theta)
+    grad_z = naive.central_differences(lambda t: _layers(net, t, X, fixed)[0].ravel(), theta)
+    grad_u = naive.central_differences(lambda t: _layers(net, t, X, fixed)[3].ravel(), theta)
     approx = grad_f.T @ grad_f / n
     m1 = net.widths[0]
     lo, hi = _slopes(net)
@@ -80,7 +70,7 @@ def _approximation(net, theta, X, y):
 
     pairs = 0
     for i in range(n):
-        df_dh = _jacobian(lambda h_row, i=i: np.atleast_1d(f_of_h(h_row, i)), H[i])[0]
+        df_dh = naive.central_differences(lambda h_row, i=i: f_of_h(h_row, i), H[i])
         for j in range(m1):
             if abs(Z[i, j]) < eps * S1[i, j]:
                 g = grad_z[i * m1 + j]
@@ -160,7 +150,7 @@ def _true_jacobian(net, theta, X, y):
 
     # the step: far inside the narrowest ramp (eps s ~ 1.5e-9 for a second-layer neuron
     # that stayed small, eps = 1e-4); the flow's entries are < 0.1, so rounding adds ~1e-5
-    return _jacobian(flow, theta, h=1e-12)
+    return naive.central_differences(flow, theta, h=1e-12)
 
 
 def test_factor_holds_the_stiff_part_of_the_jacobian():
